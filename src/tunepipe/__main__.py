@@ -1,0 +1,3 @@
+from tunepipe.cli.main import app
+
+app(prog_name="tunepipe")

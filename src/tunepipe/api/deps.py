@@ -1,0 +1,30 @@
+"""Request dependencies, named as nouns: ``State``, ``Caller``, ``Writer``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tunepipe.api.state import AppState
+from tunepipe.db.records import Principal
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.tp
+    return state
+
+
+async def _caller(request: Request) -> Principal:
+    return await _state(request).auth.principal(request.headers.get("authorization"))
+
+
+async def _writer(request: Request) -> Principal:
+    return await _state(request).auth.writer(request.headers.get("authorization"))
+
+
+State = Annotated[AppState, Depends(_state)]
+Caller = Annotated[Principal, Depends(_caller)]
+"""Any valid key of a project."""
+Writer = Annotated[Principal, Depends(_writer)]
+"""A read/write key (write operations)."""

@@ -1,0 +1,230 @@
+"""Reading and relabelling logged calls.
+
+Filters on indexed columns and metadata run in SQL; "text contains" has to look inside the
+compressed bodies, so it runs in Python over SQL-filtered pages (scan cost is bounded per page).
+Pagination is by cursor on ``(requested_at, id)``, newest first, so pages stay stable while
+new calls arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, delete, exists, insert, or_, select
+from sqlalchemy.sql import Select
+
+from tunepipe.db.log_writer import decompress_json
+from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    since_ms: int | None = None
+    until_ms: int | None = None
+    model: str | None = None
+    status_code: int | None = None
+    completion_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    contains: str | None = None
+    only_success: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCall:
+    id: str
+    requested_at: int
+    received_at: int | None
+    duration_ms: int | None
+    model: str | None
+    status_code: int | None
+    error_message: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    finish_reason: str | None
+    completion_id: str | None
+    cache_hit: bool
+    source: str
+    streamed: bool
+    metadata: dict[str, str | None]
+    request: Any = None
+    response: Any = None
+
+
+def _where(project_id: str, f: LogFilter) -> list[Any]:
+    c = logged_calls.c
+    conds: list[Any] = [c.project_id == project_id]
+    if f.since_ms is not None:
+        conds.append(c.requested_at >= f.since_ms)
+    if f.until_ms is not None:
+        conds.append(c.requested_at < f.until_ms)
+    if f.model is not None:
+        conds.append(c.model == f.model)
+    if f.status_code is not None:
+        conds.append(c.status_code == f.status_code)
+    if f.only_success:
+        conds.append(c.status_code == 200)
+    if f.completion_id is not None:
+        conds.append(c.completion_id == f.completion_id)
+    for key, value in f.metadata.items():
+        m = logged_call_metadata.c
+        conds.append(exists().where(m.call_id == c.id, m.key == key, m.value == value))
+    return conds
+
+
+def _encode_cursor(requested_at: int, call_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{requested_at}:{call_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ``ValueError`` for a cursor this server did not make."""
+    at, _, call_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    return int(at), call_id
+
+
+def _page_query(project_id: str, f: LogFilter, after: tuple[int, str] | None, limit: int) -> Select[Any]:
+    c = logged_calls.c
+    conds = _where(project_id, f)
+    if after is not None:
+        at, call_id = after
+        conds.append(or_(c.requested_at < at, and_(c.requested_at == at, c.id < call_id)))
+    return select(logged_calls).where(*conds).order_by(c.requested_at.desc(), c.id.desc()).limit(limit)
+
+
+def _metadata_for(conn: Any, ids: list[str]) -> dict[str, dict[str, str | None]]:
+    out: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+    if ids:
+        m = logged_call_metadata.c
+        for row in conn.execute(select(m.call_id, m.key, m.value).where(m.call_id.in_(ids))):
+            out[row.call_id][row.key] = row.value
+    return out
+
+
+def _bodies_for(conn: Any, ids: list[str]) -> dict[str, tuple[Any, Any]]:
+    if not ids:
+        return {}
+    b = logged_call_bodies.c
+    rows = conn.execute(select(b.call_id, b.request, b.response).where(b.call_id.in_(ids)))
+    return {r.call_id: (decompress_json(r.request), decompress_json(r.response)) for r in rows}
+
+
+def _to_call(row: Any, meta: dict[str, str | None], bodies: tuple[Any, Any] | None) -> LoggedCall:
+    return LoggedCall(
+        id=row.id,
+        requested_at=row.requested_at,
+        received_at=row.received_at,
+        duration_ms=row.duration_ms,
+        model=row.model,
+        status_code=row.status_code,
+        error_message=row.error_message,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cost=row.cost,
+        finish_reason=row.finish_reason,
+        completion_id=row.completion_id,
+        cache_hit=row.cache_hit,
+        source=row.source,
+        streamed=row.streamed,
+        metadata=meta,
+        request=bodies[0] if bodies else None,
+        response=bodies[1] if bodies else None,
+    )
+
+
+def _contains(call: LoggedCall, needle: str) -> bool:
+    hay = orjson.dumps([call.request, call.response]).decode()
+    return needle.lower() in hay.lower()
+
+
+def list_calls(
+    engine: Engine,
+    project_id: str,
+    f: LogFilter,
+    *,
+    after: tuple[int, str] | None = None,
+    limit: int = 50,
+    with_bodies: bool = False,
+) -> tuple[list[LoggedCall], str | None]:
+    """One page of calls, newest first, and the cursor of the next page (None at the end)."""
+    need_bodies = with_bodies or f.contains is not None
+    found: list[LoggedCall] = []
+    with engine.connect() as conn:
+        while len(found) < limit:
+            # Over-fetch when filtering by text, since some rows of each page will not match.
+            page = conn.execute(
+                _page_query(project_id, f, after, limit if not f.contains else limit * 4)
+            ).all()
+            if not page:
+                return found, None
+            ids = [r.id for r in page]
+            meta = _metadata_for(conn, ids)
+            bodies = _bodies_for(conn, ids) if need_bodies else {}
+            for row in page:
+                call = _to_call(row, meta[row.id], bodies.get(row.id))
+                after = (row.requested_at, row.id)
+                if f.contains is not None and not _contains(call, f.contains):
+                    continue
+                if not with_bodies:
+                    call = _to_call(row, meta[row.id], None)
+                found.append(call)
+                if len(found) == limit:
+                    break
+    next_cursor = _encode_cursor(*after) if after is not None else None
+    return found, next_cursor
+
+
+def iter_calls(
+    engine: Engine, project_id: str, f: LogFilter, *, page_size: int = 500
+) -> Iterator[LoggedCall]:
+    """Every matching call with bodies, newest first, read page by page (bounded memory)."""
+    after: tuple[int, str] | None = None
+    while True:
+        page, _ = list_calls(engine, project_id, f, after=after, limit=page_size, with_bodies=True)
+        yield from page
+        if len(page) < page_size:
+            return
+        after = (page[-1].requested_at, page[-1].id)
+
+
+def get_call(engine: Engine, project_id: str, call_id: str) -> LoggedCall | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(logged_calls).where(logged_calls.c.project_id == project_id, logged_calls.c.id == call_id)
+        ).first()
+        if row is None:
+            return None
+        return _to_call(row, _metadata_for(conn, [row.id])[row.id], _bodies_for(conn, [row.id]).get(row.id))
+
+
+def latest_call(engine: Engine, project_id: str) -> LoggedCall | None:
+    page, _ = list_calls(engine, project_id, LogFilter(), limit=1, with_bodies=True)
+    return page[0] if page else None
+
+
+def update_metadata(
+    engine: Engine, project_id: str, f: LogFilter, changes: dict[str, str | None], *, chunk: int = 500
+) -> int:
+    """Set (string) or delete (None) metadata keys on every matching call; return how many matched."""
+    c = logged_calls.c
+    m = logged_call_metadata.c
+    with engine.begin() as conn:
+        ids = [r.id for r in conn.execute(select(c.id).where(*_where(project_id, f)))]
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            if changes:
+                conn.execute(
+                    delete(logged_call_metadata).where(m.call_id.in_(part), m.key.in_(list(changes)))
+                )
+            rows = [
+                {"call_id": i, "key": k, "project_id": project_id, "value": v}
+                for i in part
+                for k, v in changes.items()
+                if v is not None
+            ]
+            if rows:
+                conn.execute(insert(logged_call_metadata), rows)
+    return len(ids)

@@ -1,0 +1,136 @@
+"""The tables. Core ``Table`` objects rather than ORM classes: the hot paths (the log writer,
+log queries) are bulk statements, and repositories return plain frozen values.
+
+Times are integer Unix milliseconds, as the OpenPipe API speaks them, which also keeps SQLite
+and Postgres behaving identically. Log rows stay narrow; bodies live compressed in their own
+table and metadata as indexed key/value rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("read_only", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Per-project credentials for the built-in providers; they override the environment defaults.
+provider_keys = Table(
+    "provider_keys",
+    metadata,
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider", String(32), primary_key=True),
+    Column("api_key_enc", Text, nullable=True),
+    Column("base_url", Text, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+external_providers = Table(
+    "external_providers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("slug", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),  # "openai" | "azure"
+    Column("base_url", Text, nullable=False),
+    Column("api_key_enc", Text, nullable=True),
+    Column("api_version", String(32), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "slug"),
+)
+
+external_models = Table(
+    "external_models",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "provider_id", String(36), ForeignKey("external_providers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("slug", String(200), nullable=False),
+    Column("input_cost_per_m", Float, nullable=True),
+    Column("output_cost_per_m", Float, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("provider_id", "slug"),
+)
+
+logged_calls = Table(
+    "logged_calls",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("model", String(300), nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("input_tokens", Integer, nullable=True),
+    Column("output_tokens", Integer, nullable=True),
+    Column("cost", Float, nullable=True),
+    Column("finish_reason", String(32), nullable=True),
+    Column("completion_id", String(200), nullable=True),
+    Column("cache_hit", Boolean, nullable=False, default=False),
+    Column("source", String(24), nullable=False),  # proxy | report | report-anthropic
+    Column("streamed", Boolean, nullable=False, default=False),
+    Index(None, "project_id", "requested_at"),
+    Index(None, "project_id", "model", "requested_at"),
+    Index(None, "project_id", "completion_id"),
+)
+
+# Request/response bodies, zlib-compressed JSON; kept apart so scans of logged_calls stay cheap.
+logged_call_bodies = Table(
+    "logged_call_bodies",
+    metadata,
+    Column("call_id", String(36), ForeignKey("logged_calls.id", ondelete="CASCADE"), primary_key=True),
+    Column("request", LargeBinary, nullable=True),
+    Column("response", LargeBinary, nullable=True),
+)
+
+logged_call_metadata = Table(
+    "logged_call_metadata",
+    metadata,
+    Column("call_id", String(36), ForeignKey("logged_calls.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("project_id", String(36), nullable=False),
+    Column("value", Text, nullable=True),
+    Index(None, "project_id", "key", "value"),
+)

@@ -1,0 +1,27 @@
+"""Project API keys: ``opk_`` + 42 random alphanumerics, stored only as a SHA-256 hash.
+
+A hash (not a slow KDF) is right here: keys are 250 bits of randomness, so there is nothing to
+brute-force, and the hot path looks a key up on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+PREFIX = "opk_"
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def generate_key() -> str:
+    return PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(42))
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    """What lists may show of a key: enough to recognise it, too little to use it."""
+    return key[:10]

@@ -1,0 +1,211 @@
+"""The Chat Completions request, as OpenAI and OpenPipe define it.
+
+Validation only: the gateway forwards the caller's own JSON (so fields it does not know still
+reach the provider) and uses these models to reject malformed requests with a 400 that names the
+field. Unknown top-level fields are allowed; message and part shapes are checked by role/type.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextPart(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Open):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Open):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(_Open):
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(_Open):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileRef(_Open):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Open):
+    type: Literal["file"]
+    file: FileRef
+
+
+class RefusalPart(_Open):
+    type: Literal["refusal"]
+    refusal: str
+
+
+UserPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+
+
+class FunctionCall(_Open):
+    name: str = ""
+    arguments: str = ""
+
+
+class ToolCall(_Open):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Open):
+    role: Literal["system"]
+    content: str | list[TextPart] = ""
+    name: str | None = None
+
+
+class DeveloperMessage(_Open):
+    role: Literal["developer"]
+    content: str | list[TextPart] = ""
+    name: str | None = None
+
+
+class UserMessage(_Open):
+    role: Literal["user"]
+    content: str | list[UserPart] = ""
+    name: str | None = None
+
+
+class AssistantMessage(_Open):
+    role: Literal["assistant"]
+    content: str | list[AssistantPart] | None = None
+    audio: dict[str, Any] | None = None
+    function_call: FunctionCall | None = None
+    tool_calls: list[ToolCall] | None = None
+    name: str | None = None
+    refusal: str | None = None
+
+
+class ToolMessage(_Open):
+    role: Literal["tool"]
+    content: str | list[TextPart] = ""
+    tool_call_id: str
+
+
+class FunctionMessage(_Open):
+    role: Literal["function"]
+    name: str
+    content: str | None
+
+
+Message = Annotated[
+    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
+    Field(discriminator="role"),
+]
+
+
+class FunctionDef(_Open):
+    name: str
+    parameters: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class Tool(_Open):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedFunction(_Open):
+    name: str
+
+
+class NamedToolChoice(_Open):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JsonSchemaSpec(_Open):
+    name: str
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatText(_Open):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(_Open):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(_Open):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class StreamOptions(_Open):
+    include_usage: bool = False
+
+
+class AudioOutput(_Open):
+    format: Literal["wav", "mp3", "flac", "opus", "pcm16", "aac"]
+    voice: str
+
+
+class ChatCompletionRequest(_Open):
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    audio: AudioOutput | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    functions: list[FunctionDef] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tools: list[Tool] | None = None
+    parallel_tool_calls: bool | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    stop: str | list[str] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    seed: int | None = None
+    store: bool | None = None
+    response_format: ResponseFormat | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChatCompletionRequest:
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            raise ValueError("`stop` takes at most 4 sequences")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("`top_logprobs` requires `logprobs: true`")
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("`stream_options` is only allowed with `stream: true`")
+        return self

@@ -1,0 +1,56 @@
+"""OpenPipe's log API bodies (camelCase, as the SDK sends them) and tunepipe's log views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scalar = str | int | float | bool | None
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ReportRequest(_Body):
+    requested_at: int | None = Field(None, alias="requestedAt")
+    received_at: int | None = Field(None, alias="receivedAt")
+    req_payload: Any = Field(None, alias="reqPayload")
+    resp_payload: Any = Field(None, alias="respPayload")
+    status_code: int | None = Field(None, alias="statusCode")
+    error_message: str | None = Field(None, alias="errorMessage")
+    tags: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class ReportAnthropicRequest(ReportRequest):
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ReportResponse(BaseModel):
+    status: str
+
+
+class MetadataFilter(_Body):
+    field: str
+    equals: str | int | float | bool
+
+
+class UpdateMetadataRequest(_Body):
+    filters: list[MetadataFilter]
+    metadata: dict[str, str | None]
+
+
+class UpdateTagsRequest(_Body):
+    filters: list[MetadataFilter]
+    tags: dict[str, Scalar]
+
+
+class MatchedLogs(BaseModel):
+    matchedLogs: int
+
+
+class CheckCacheRequest(_Body):
+    requested_at: int = Field(alias="requestedAt")
+    req_payload: Any = Field(None, alias="reqPayload")
+    tags: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,154 @@
+"""Where a ``model`` goes: the provider to call, with which credentials, at what price.
+
+Per-project provider settings override the environment defaults; both are read through a
+short-lived cache so routing costs no database round trip on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+from sqlalchemy import Engine
+
+from tunepipe.db import provider_config
+from tunepipe.db.records import ExternalProvider, Principal, ProviderKey
+from tunepipe.db.secrets import SecretBox
+from tunepipe.domain.model_ref import ModelRef, RouteKind
+from tunepipe.domain.pricing import Price, listed_models, price_for
+from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
+from tunepipe.providers.anthropic import AnthropicProvider
+from tunepipe.providers.base import ChatProvider
+from tunepipe.providers.openai_compat import OpenAICompatProvider
+from tunepipe.services.ttl_cache import TTLCache
+from tunepipe.settings import Settings
+
+_OFFICIAL_HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectProviders:
+    keys: dict[str, ProviderKey]
+    external: dict[str, ExternalProvider]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    ref: ModelRef
+    provider: ChatProvider
+    price: Price | None
+
+
+class Router:
+    def __init__(
+        self, settings: Settings, engine: Engine, box: SecretBox, session: aiohttp.ClientSession
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._box = box
+        self._session = session
+        self._cache: TTLCache[str, ProjectProviders] = TTLCache(settings.auth_cache_ttl_s)
+
+    def invalidate(self, project_id: str) -> None:
+        self._cache.invalidate(project_id)
+
+    async def project_providers(self, project_id: str) -> ProjectProviders:
+        return await self._cache.get(project_id, lambda: asyncio.to_thread(self._load, project_id))
+
+    def _load(self, project_id: str) -> ProjectProviders:
+        keys = provider_config.list_provider_keys(self._engine, self._box, project_id)
+        external = provider_config.list_external_providers(self._engine, self._box, project_id)
+        return ProjectProviders(keys=keys, external={p.slug: p for p in external})
+
+    def credentials(self, kind: RouteKind, providers: ProjectProviders) -> tuple[str, str | None]:
+        s = self._settings
+        defaults = {
+            RouteKind.OPENAI: (s.openai_base_url, s.openai_api_key),
+            RouteKind.ANTHROPIC: (s.anthropic_base_url, s.anthropic_api_key),
+            RouteKind.GEMINI: (s.gemini_base_url, s.gemini_api_key),
+        }
+        base_url, api_key = defaults[kind]
+        override = providers.keys.get(kind.value)
+        if override is not None:
+            base_url = override.base_url or base_url
+            api_key = override.api_key or api_key
+        if api_key is None and any(host in base_url for host in _OFFICIAL_HOSTS):
+            env = {RouteKind.OPENAI: "OPENAI", RouteKind.ANTHROPIC: "ANTHROPIC", RouteKind.GEMINI: "GEMINI"}[
+                kind
+            ]
+            raise InvalidRequest(
+                f"No {kind.value} API key is configured for this project: set {env}_API_KEY or run "
+                f"`tunepipe providers set-key {kind.value}`",
+                param="model",
+                code="missing_provider_key",
+            )
+        return base_url, api_key
+
+    async def resolve(self, principal: Principal, ref: ModelRef) -> Route:
+        if ref.kind is RouteKind.FINE_TUNE:
+            raise NotFound(
+                f"The model `openpipe:{ref.name}` does not exist", param="model", code="model_not_found"
+            )
+        if ref.is_plain_openai and principal.read_only:
+            raise PermissionDenied("Read-only OpenPipe API keys cannot access the base OpenAI API")
+        providers = await self.project_providers(principal.project.id)
+        if ref.kind is RouteKind.EXTERNAL:
+            return self._external(ref, providers)
+        base_url, api_key = self.credentials(ref.kind, providers)
+        provider: ChatProvider
+        if ref.kind is RouteKind.ANTHROPIC:
+            provider = AnthropicProvider(self._session, base_url=base_url, api_key=api_key)
+        else:
+            name = "Gemini" if ref.kind is RouteKind.GEMINI else "OpenAI"
+            provider = OpenAICompatProvider(self._session, base_url=base_url, api_key=api_key, name=name)
+        return Route(ref=ref, provider=provider, price=price_for(ref.kind, ref.name))
+
+    def _external(self, ref: ModelRef, providers: ProjectProviders) -> Route:
+        assert ref.provider_slug is not None
+        ext = providers.external.get(ref.provider_slug)
+        if ext is None:
+            raise NotFound(
+                f"The model `openpipe:{ref.provider_slug}/{ref.name}` does not exist: no external provider "
+                f"{ref.provider_slug!r} in this project",
+                param="model",
+                code="model_not_found",
+            )
+        price = None
+        for m in ext.models:
+            if m.slug == ref.name and (m.input_cost_per_m is not None or m.output_cost_per_m is not None):
+                price = Price(m.input_cost_per_m or 0.0, m.output_cost_per_m or 0.0)
+        provider = OpenAICompatProvider(
+            self._session,
+            base_url=ext.base_url,
+            api_key=ext.api_key,
+            name=f"external provider {ext.slug!r}",
+            azure_api_version=(ext.api_version or "2024-10-21") if ext.kind == "azure" else None,
+        )
+        return Route(ref=ref, provider=provider, price=price)
+
+
+async def available_models(router: Router, principal: Principal) -> list[dict[str, object]]:
+    """What ``GET /models`` lists: priced models of every provider with usable credentials, and
+    the project's registered external models."""
+    providers = await router.project_providers(principal.project.id)
+    out: list[dict[str, object]] = []
+    for kind in (RouteKind.OPENAI, RouteKind.ANTHROPIC, RouteKind.GEMINI):
+        if kind is RouteKind.OPENAI and principal.read_only:
+            continue
+        try:
+            router.credentials(kind, providers)
+        except InvalidRequest:
+            continue
+        prefix = "" if kind is RouteKind.OPENAI else f"{kind.value}:"
+        owner = kind.value
+        out.extend(
+            {"id": prefix + name, "object": "model", "created": 0, "owned_by": owner}
+            for name in listed_models(kind)
+        )
+    for ext in providers.external.values():
+        out.extend(
+            {"id": f"openpipe:{ext.slug}/{m.slug}", "object": "model", "created": 0, "owned_by": ext.slug}
+            for m in ext.models
+        )
+    return out

@@ -118,7 +118,9 @@ def principal_for_key(engine: Engine, plain_key: str) -> Principal | None:
     )
 
 
-def ensure_default_project(engine: Engine, api_key: str | None) -> tuple[Project, str | None]:
+def ensure_default_project(
+    engine: Engine, api_key: str | None, *, create_key: bool = True
+) -> tuple[Project, str | None]:
     """Make sure the default project exists with a key; return a newly created key, if any.
 
     With ``api_key`` set (``TUNEPIPE_API_KEY``), that key is registered if it is new, so a
@@ -134,7 +136,7 @@ def ensure_default_project(engine: Engine, api_key: str | None) -> tuple[Project
         if principal_for_key(engine, api_key) is None:
             create_api_key(engine, project.id, name="from TUNEPIPE_API_KEY", key=api_key)
         return project, None
-    if list_api_keys(engine, project.id):
+    if not create_key or list_api_keys(engine, project.id):
         return project, None
     _, plain = create_api_key(engine, project.id, name="default")
     return project, plain

@@ -36,7 +36,10 @@ def bootstrap(settings: Settings, engine: Engine) -> Bootstrap:
 
 
 def project_named(engine: Engine, name: str | None) -> Project:
-    return project_repo.get_project(engine, name or project_repo.DEFAULT_PROJECT)
+    """The named project; the default one is created on first use (without a key)."""
+    if not name or name == project_repo.DEFAULT_PROJECT:
+        return project_repo.ensure_default_project(engine, None, create_key=False)[0]
+    return project_repo.get_project(engine, name)
 
 
 def create_project(engine: Engine, name: str) -> tuple[Project, str, str]:

@@ -1,0 +1,177 @@
+"""Shared fixtures: a fake provider on a loopback port and a real ``tunepipe serve`` process per
+database backend (SQLite and Postgres), driven through the real SDKs.
+
+Every test that takes ``gateway`` runs once against each backend. The Postgres backend gets a
+schema of its own per test session, so concurrent runs on one server never meet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import psycopg
+import pytest
+
+from fakes.provider import running_fake_provider
+
+PG_DSN = os.environ.get("TUNEPIPE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+KEY_RE = re.compile(r"opk_[A-Za-z0-9]{42}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class FakeProvider:
+    url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.url}/_requests").json())
+
+    def clear(self) -> None:
+        httpx.delete(f"{self.url}/_requests")
+
+    def last(self) -> dict[str, Any]:
+        return self.requests()[-1]
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProvider]:
+    with running_fake_provider() as url:
+        yield FakeProvider(url)
+
+
+@dataclass
+class Gateway:
+    """A running ``tunepipe serve`` and the ways to talk to it."""
+
+    backend: str
+    root: str  # http://127.0.0.1:<port>
+    key: str  # read/write key of the default project
+    read_only_key: str
+    env: dict[str, str]
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root}/api/v1"
+
+    def client(self, key: str | None = None, **kwargs: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0, **kwargs)
+
+    def http(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tunepipe", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def latest(self, key: str | None = None) -> Any:
+        with self.http(key) as h:
+            return h.get("/local-testing-only-get-latest-logged-call").json()
+
+
+def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunepipe", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"tunepipe serve exited early:\n{out}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("tunepipe serve did not become healthy in 60 s")
+
+
+def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEPIPE_", "OPENAI_", "ANTHROPIC_", "GEMINI_"))}
+    env.update(
+        TUNEPIPE_HOME=str(home),
+        OPENAI_BASE_URL=f"{fake.url}/v1",
+        OPENAI_API_KEY="sk-fake-openai",
+        ANTHROPIC_BASE_URL=fake.url,
+        ANTHROPIC_API_KEY="ak-fake-anthropic",
+        GEMINI_BASE_URL=f"{fake.url}/v1",
+        GEMINI_API_KEY="gk-fake-gemini",
+        PYTHONUNBUFFERED="1",
+    )
+    if database_url:
+        env["TUNEPIPE_DATABASE_URL"] = database_url
+    return env
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str]:
+    """A fresh Postgres schema, dropped at the end; the URL that selects it."""
+    schema = f"tp_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("pg_schema") if backend == "postgres" else None
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def gateway(
+    request: pytest.FixtureRequest, fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    backend: str = request.param
+    home = tmp_path_factory.mktemp(f"home-{backend}")
+    env = base_env(home, fake_provider, database_url(backend, request))
+    key = f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
+    env["TUNEPIPE_API_KEY"] = key
+    gw = Gateway(backend=backend, root="", key=key, read_only_key="", env=env, home=home)
+    gw.cli("db", "upgrade")
+    created = gw.cli("keys", "create", "--read-only", "--name", "tests")
+    # The default project exists once the server has bootstrapped; create it first if needed.
+    if created.returncode != 0 or not KEY_RE.search(created.stdout):
+        raise RuntimeError(created.stdout + created.stderr)
+    gw.read_only_key = KEY_RE.search(created.stdout).group(0)  # type: ignore[union-attr]
+    port = free_port()
+    gw.root = f"http://127.0.0.1:{port}"
+    gw.process = _start(env, port)
+    try:
+        yield gw
+    finally:
+        gw.process.terminate()
+        gw.process.wait(30)

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,16 @@ serve: $(VENV)/.installed
 	$(BIN)/tunepipe serve
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest
+
+docs: $(VENV)/.dev-installed
+	$(BIN)/python scripts/gen_reference.py
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/gateway.py

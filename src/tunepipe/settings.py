@@ -2,7 +2,8 @@
 
 Provider defaults keep the names their own SDKs use (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
 ``ANTHROPIC_*``, ``GEMINI_*``) so an existing environment works unchanged; the
-``TUNEPIPE_``-prefixed spelling wins where both are set.
+``TUNEPIPE_``-prefixed spelling wins where both are set. ``docs/reference/settings.md`` is
+generated from this class (``make docs``).
 """
 
 from __future__ import annotations
@@ -20,34 +21,60 @@ def _env(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNEPIPE_", extra="ignore")
 
-    home: Path = Path("~/.tunepipe")
-    database_url: str | None = None
-    api_key: str | None = None
-    # Encrypts provider keys at rest; defaults to a key file under `home`.
-    secret_key: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
+    home: Path = Field(Path("~/.tunepipe"), description="Where the SQLite database and key file live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; `postgresql://…` selects Postgres. Default: SQLite under `home`."
+    )
+    api_key: str | None = Field(
+        None, description="Register this key for the default project instead of generating one."
+    )
+    secret_key: str | None = Field(
+        None,
+        description="Fernet key that encrypts stored provider keys; default: a key file under `home`. "
+        "Servers sharing a database must share it.",
+    )
+    host: str = Field("127.0.0.1", description="Interface `tunepipe serve` binds.")
+    port: int = Field(8000, description="Port `tunepipe serve` listens on.")
+    workers: int = Field(1, description="Server processes.")
 
-    # Request logging: the handler only enqueues; one writer drains in batches.
-    log_queue_size: int = 20_000
-    log_batch_size: int = 1_000
-    log_enqueue_timeout_s: float = 5.0
+    log_queue_size: int = Field(
+        20_000, description="Log records held in memory before handlers wait for the writer (back-pressure)."
+    )
+    log_batch_size: int = Field(1_000, description="Most log records written in one transaction.")
+    log_enqueue_timeout_s: float = Field(
+        5.0, description="How long a handler waits for queue space before the record is dropped and counted."
+    )
 
-    upstream_timeout_s: float = 600.0
-    upstream_connect_timeout_s: float = 10.0
-    # How long an API-key or provider lookup is served from memory before re-reading the DB.
-    auth_cache_ttl_s: float = 5.0
+    upstream_timeout_s: float = Field(600.0, description="Longest wait for a provider's next bytes (504 after).")
+    upstream_connect_timeout_s: float = Field(10.0, description="Longest wait to connect to a provider.")
+    auth_cache_ttl_s: float = Field(
+        5.0, description="Seconds an API key or provider setting is served from memory before re-reading."
+    )
 
-    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias=_env("OPENAI_BASE_URL"))
-    openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
-    anthropic_base_url: str = Field("https://api.anthropic.com", validation_alias=_env("ANTHROPIC_BASE_URL"))
-    anthropic_api_key: str | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1",
+        validation_alias=_env("OPENAI_BASE_URL"),
+        description="Default upstream for bare and `openai:` models.",
+    )
+    openai_api_key: str | None = Field(
+        None, validation_alias=_env("OPENAI_API_KEY"), description="Default OpenAI key."
+    )
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com",
+        validation_alias=_env("ANTHROPIC_BASE_URL"),
+        description="Upstream for `anthropic:` models.",
+    )
+    anthropic_api_key: str | None = Field(
+        None, validation_alias=_env("ANTHROPIC_API_KEY"), description="Default Anthropic key."
+    )
     gemini_base_url: str = Field(
         "https://generativelanguage.googleapis.com/v1beta/openai",
         validation_alias=_env("GEMINI_BASE_URL"),
+        description="Gemini's OpenAI-compatible endpoint, for `gemini:` models.",
     )
-    gemini_api_key: str | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
+    gemini_api_key: str | None = Field(
+        None, validation_alias=_env("GEMINI_API_KEY"), description="Default Gemini key."
+    )
 
     @property
     def home_dir(self) -> Path:

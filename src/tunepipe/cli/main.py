@@ -63,9 +63,8 @@ def serve(
     boot = setup.bootstrap(settings, engine)
     engine.dispose()
     if boot.new_key:
-        console.print(
-            f"Project [bold]{boot.project.name}[/bold] API key (shown once): [bold green]{boot.new_key}[/bold green]"
-        )
+        key = f"[bold green]{boot.new_key}[/bold green]"
+        console.print(f"Project [bold]{boot.project.name}[/bold] API key (shown once): {key}")
     elif settings.api_key:
         console.print(f"Using API key from TUNEPIPE_API_KEY: [bold green]{settings.api_key}[/bold green]")
     else:

@@ -65,9 +65,9 @@ def decompress_json(blob: bytes | None) -> Any:
 
 def write_records(engine: Engine, records: list[LogRecord]) -> None:
     """Insert a batch in one transaction (used by the writer and by ``/report``)."""
-    calls = []
-    bodies = []
-    meta = []
+    calls: list[dict[str, Any]] = []
+    bodies: list[dict[str, Any]] = []
+    meta: list[dict[str, Any]] = []
     for r in records:
         calls.append(
             {

@@ -28,7 +28,11 @@ def settings_markdown() -> str:
     ]
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
-        names = [str(a) for a in alias.choices] if isinstance(alias, AliasChoices) else [f"TUNEPIPE_{name.upper()}"]
+        names = (
+            [str(a) for a in alias.choices]
+            if isinstance(alias, AliasChoices)
+            else [f"TUNEPIPE_{name.upper()}"]
+        )
         default = "" if field.default is None else f"`{field.default}`"
         lines.append(f"| {' / '.join(f'`{n}`' for n in names)} | {default} | {field.description or ''} |")
     return "\n".join(lines) + "\n"

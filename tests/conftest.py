@@ -118,7 +118,11 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEPIPE_", "OPENAI_", "ANTHROPIC_", "GEMINI_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TUNEPIPE_", "OPENAI_", "ANTHROPIC_", "GEMINI_"))
+    }
     env.update(
         TUNEPIPE_HOME=str(home),
         OPENAI_BASE_URL=f"{fake.url}/v1",

@@ -88,7 +88,9 @@ def _completion_tokens(message: dict[str, Any]) -> int:
 
 
 def _error(status: int, message: str) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": "model", "code": "fake_error"}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": "model", "code": "fake_error"}
+    }
     return web.json_response(body, status=status)
 
 
@@ -117,7 +119,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 "created": int(time.time()),
                 "model": body["model"],
                 "choices": [
-                    {"index": i, "message": m, "finish_reason": r, "logprobs": None} for i, (m, r) in enumerate(replies)
+                    {"index": i, "message": m, "finish_reason": r, "logprobs": None}
+                    for i, (m, r) in enumerate(replies)
                 ],
                 "usage": usage,
                 "system_fingerprint": "fp_fake",
@@ -127,14 +130,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _openai_stream(
-    request: web.Request, body: dict[str, Any], cid: str, replies: list[tuple[dict[str, Any], str]], usage: dict[str, Any]
+    request: web.Request,
+    body: dict[str, Any],
+    cid: str,
+    replies: list[tuple[dict[str, Any], str]],
+    usage: dict[str, Any],
 ) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
-        chunk = {"id": cid, "object": "chat.completion.chunk", "created": 0, "model": body["model"], "choices": choices}
+        chunk = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body["model"],
+            "choices": choices,
+        }
         if include_usage:
             chunk["usage"] = None
         chunk.update(extra)
@@ -145,16 +158,39 @@ async def _openai_stream(
         if message.get("tool_calls"):
             call = message["tool_calls"][0]
             args = call["function"]["arguments"]
-            head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+            head = {
+                "index": 0,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             await send([{"index": i, "delta": {"tool_calls": [head]}, "finish_reason": None}])
             for part in (args[: len(args) // 2], args[len(args) // 2 :]):
-                await send([{"index": i, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, "finish_reason": None}])
+                await send(
+                    [
+                        {
+                            "index": i,
+                            "delta": {"tool_calls": [{"index": 0, "function": {"arguments": part}}]},
+                            "finish_reason": None,
+                        }
+                    ]
+                )
         else:
             words = (message["content"] or "").split(" ")
             for k, word in enumerate(words):
-                await send([{"index": i, "delta": {"content": word if k == 0 else " " + word}, "finish_reason": None}])
+                await send(
+                    [
+                        {
+                            "index": i,
+                            "delta": {"content": word if k == 0 else " " + word},
+                            "finish_reason": None,
+                        }
+                    ]
+                )
                 if body["model"] == "fail-midstream" and k == 1:
-                    await resp.write(b'data: {"error": {"message": "upstream exploded", "type": "server_error"}}\n\n')
+                    await resp.write(
+                        b'data: {"error": {"message": "upstream exploded", "type": "server_error"}}\n\n'
+                    )
                     return resp
         await send([{"index": i, "delta": {}, "finish_reason": reason}])
     if include_usage:
@@ -171,17 +207,25 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
     if request.headers.get("x-api-key") == "reject-me":
         return web.json_response(
-            {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}, status=401
+            {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+            status=401,
         )
     status = await _behaviour(body["model"])
     if status is not None:
         return web.json_response(
-            {"type": "error", "error": {"type": "invalid_request_error", "message": f"fake failure {status}"}},
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": f"fake failure {status}"},
+            },
             status=status,
         )
     last = next((m for m in reversed(body["messages"]) if m["role"] == "user"), {"content": ""})
     content = last["content"]
-    text = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content if b.get("type") == "text")
+    text = (
+        content
+        if isinstance(content, str)
+        else " ".join(b.get("text", "") for b in content if b.get("type") == "text")
+    )
     if not text and isinstance(content, list):
         text = " ".join(str(b.get("content", "")) for b in content if b.get("type") == "tool_result")
     tools = body.get("tools") or []
@@ -199,7 +243,10 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
                 reply, stop_reason = reply[: reply.index(s)], "stop_sequence"
                 break
         blocks = [{"type": "text", "text": reply}]
-    usage = {"input_tokens": _words(orjson.dumps(body["messages"]).decode()) // 4 + 1, "output_tokens": _words(text) + 1}
+    usage = {
+        "input_tokens": _words(orjson.dumps(body["messages"]).decode()) // 4 + 1,
+        "output_tokens": _words(text) + 1,
+    }
     message = {
         "id": f"msg_fake{time.time_ns()}",
         "type": "message",
@@ -216,21 +263,45 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
 
     async def event(kind: str, data: dict[str, Any]) -> None:
-        await resp.write(f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n")
+        await resp.write(
+            f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+        )
 
-    await event("message_start", {"message": {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}})
+    await event(
+        "message_start",
+        {
+            "message": {
+                **message,
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
+            }
+        },
+    )
     for i, block in enumerate(blocks):
         if block["type"] == "text":
             await event("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
             for k, word in enumerate(block["text"].split(" ")):
-                await event("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": word if k == 0 else " " + word}})
+                await event(
+                    "content_block_delta",
+                    {"index": i, "delta": {"type": "text_delta", "text": word if k == 0 else " " + word}},
+                )
         else:
             await event("content_block_start", {"index": i, "content_block": {**block, "input": {}}})
             args = orjson.dumps(block["input"]).decode()
             for part in (args[: len(args) // 2], args[len(args) // 2 :]):
-                await event("content_block_delta", {"index": i, "delta": {"type": "input_json_delta", "partial_json": part}})
+                await event(
+                    "content_block_delta",
+                    {"index": i, "delta": {"type": "input_json_delta", "partial_json": part}},
+                )
         await event("content_block_stop", {"index": i})
-    await event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": usage["output_tokens"]}})
+    await event(
+        "message_delta",
+        {
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        },
+    )
     await event("message_stop", {})
     return resp
 
@@ -275,7 +346,9 @@ def running_fake_provider(port: int = 0) -> Iterator[str]:
         holder["port"] = runner.addresses[0][1]
         ready.set()
 
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
+    thread = threading.Thread(
+        target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True
+    )
     thread.start()
     ready.wait(10)
     try:

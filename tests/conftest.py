@@ -132,6 +132,8 @@ def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[s
         GEMINI_BASE_URL=f"{fake.url}/v1",
         GEMINI_API_KEY="gk-fake-gemini",
         PYTHONUNBUFFERED="1",
+        # Tests register tiny local models themselves; the default model has a test of its own.
+        TUNEPIPE_DEFAULT_MODEL="false",
     )
     if database_url:
         env["TUNEPIPE_DATABASE_URL"] = database_url

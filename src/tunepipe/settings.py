@@ -41,11 +41,16 @@ class Settings(BaseSettings):
         20_000, description="Log records held in memory before handlers wait for the writer (back-pressure)."
     )
     log_batch_size: int = Field(1_000, description="Most log records written in one transaction.")
+    log_linger_s: float = Field(
+        0.05, description="How long the log writer waits for a batch to fill before writing what it has."
+    )
     log_enqueue_timeout_s: float = Field(
         5.0, description="How long a handler waits for queue space before the record is dropped and counted."
     )
 
-    upstream_timeout_s: float = Field(600.0, description="Longest wait for a provider's next bytes (504 after).")
+    upstream_timeout_s: float = Field(
+        600.0, description="Longest wait for a provider's next bytes (504 after)."
+    )
     upstream_connect_timeout_s: float = Field(10.0, description="Longest wait to connect to a provider.")
     auth_cache_ttl_s: float = Field(
         5.0, description="Seconds an API key or provider setting is served from memory before re-reading."
@@ -74,6 +79,22 @@ class Settings(BaseSettings):
     )
     gemini_api_key: str | None = Field(
         None, validation_alias=_env("GEMINI_API_KEY"), description="Default Gemini key."
+    )
+
+    default_model: bool = Field(
+        True,
+        description="Make the offline default model (SmolLM2-135M-Instruct) available when `serve` starts.",
+    )
+    local_device: str | None = Field(
+        None, description="Torch device for local models (default: cuda if present, else cpu)."
+    )
+    local_memory_budget_gb: float = Field(
+        8.0,
+        description="Memory for loaded local models before the least recently used are unloaded.",
+    )
+    local_max_batch: int = Field(32, description="Most sequences decoded together per model.")
+    local_default_max_tokens: int = Field(
+        1024, description="Completion length for local models when a request sets no max_tokens."
     )
 
     @property

@@ -10,17 +10,23 @@ from tunepipe.api.state import AppState
 from tunepipe.db.records import Principal
 
 
-def _state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.tp
     return state
 
 
+# Every dependency is `async def`, even one that never awaits: FastAPI runs a plain `def`
+# dependency on a worker thread, which costs a thread hop (and a GIL hand-off) per request.
+async def _state(request: Request) -> AppState:
+    return app_state(request)
+
+
 async def _caller(request: Request) -> Principal:
-    return await _state(request).auth.principal(request.headers.get("authorization"))
+    return await app_state(request).auth.principal(request.headers.get("authorization"))
 
 
 async def _writer(request: Request) -> Principal:
-    return await _state(request).auth.writer(request.headers.get("authorization"))
+    return await app_state(request).auth.writer(request.headers.get("authorization"))
 
 
 State = Annotated[AppState, Depends(_state)]

@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.secrets import SecretBox
 from tunepipe.services.auth import Authenticator
+from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
+from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
 from tunepipe.services.providers import ProviderService
 from tunepipe.services.routing import Router
@@ -29,3 +31,5 @@ class AppState:
     chat: ChatService
     logs: LogService
     providers: ProviderService
+    base_models: BaseModelService
+    local: LocalModels

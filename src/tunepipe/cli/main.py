@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from tunepipe import __version__
 from tunepipe.errors import TunepipeError
@@ -26,10 +27,15 @@ providers_app = typer.Typer(
     no_args_is_help=True,
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+base_models_app = typer.Typer(
+    help="Base models the local engine serves as local:<name> (hub ids, directories, GGUF files).",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(providers_app, name="providers")
 app.add_typer(db_app, name="db")
+app.add_typer(base_models_app, name="base-models")
 
 console = Console()
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]
@@ -61,7 +67,6 @@ def serve(
     settings = Settings()
     engine = setup.open_engine(settings)
     boot = setup.bootstrap(settings, engine)
-    engine.dispose()
     if boot.new_key:
         key = f"[bold green]{boot.new_key}[/bold green]"
         console.print(f"Project [bold]{boot.project.name}[/bold] API key (shown once): {key}")
@@ -69,9 +74,12 @@ def serve(
         console.print(f"Using API key from TUNEPIPE_API_KEY: [bold green]{settings.api_key}[/bold green]")
     else:
         console.print("Project keys exist already; `tunepipe keys create` makes a new one.")
+    if settings.default_model:
+        _install_default(settings, engine)
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
+    engine.dispose()
     console.print(f"Serving on http://{host}:{port}/api/v1 (OpenAI base URL; /v1 works too)")
     logging.basicConfig(level=logging.INFO)
     uvicorn.run(
@@ -272,3 +280,64 @@ def providers_remove_model(provider: str, model: str, project: ProjectOpt = None
     except TunepipeError as exc:
         raise _fail(exc) from exc
     console.print(f"Model openpipe:{provider}/{model} removed.")
+
+
+def _install_default(settings: Settings, engine: Engine) -> None:
+    service = setup.base_model_service(settings, engine)
+    try:
+        with console.status("Making the default model available (first run only: download + conversion)…"):
+            model = service.install_default_sync()
+    except Exception as exc:  # the gateway is still useful without a local model
+        console.print(f"[yellow]Default model unavailable:[/yellow] {exc}")
+        return
+    console.print(f"Local model ready: [bold]local:{model.name}[/bold]")
+
+
+@base_models_app.command("list")
+def base_models_list() -> None:
+    """List registered base models."""
+    settings = Settings()
+    table = Table("model", "kind", "path")
+    for m in setup.base_model_service(settings, setup.open_engine(settings)).list_sync():
+        table.add_row(f"local:{m.name}", m.kind, m.path)
+    console.print(table)
+
+
+@base_models_app.command("add")
+def base_models_add(
+    source: Annotated[str, typer.Argument(help="A hub id (org/model), a model directory, or a .gguf file.")],
+    name: Annotated[
+        str | None, typer.Option(help="Name to serve it under (default: from the source).")
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="For a LoRA adapter directory: its registered base model.")
+    ] = None,
+) -> None:
+    """Register a base model (a GGUF file is converted once; a hub id is downloaded) or a LoRA
+    adapter on top of one."""
+    settings = Settings()
+    service = setup.base_model_service(settings, setup.open_engine(settings))
+    try:
+        with console.status(f"Adding {source}…"):
+            model = service.add_sync(source, name, base)
+    except TunepipeError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Registered [bold]local:{model.name}[/bold] ({model.kind}) at {model.path}")
+
+
+@base_models_app.command("remove")
+def base_models_remove(name: str) -> None:
+    """Unregister a base model (files tunepipe converted or downloaded are deleted)."""
+    settings = Settings()
+    try:
+        setup.base_model_service(settings, setup.open_engine(settings)).remove_sync(name)
+    except TunepipeError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Removed local:{name}")
+
+
+@base_models_app.command("install-default")
+def base_models_install_default() -> None:
+    """Download and convert the offline default model, SmolLM2-135M-Instruct (idempotent)."""
+    settings = Settings()
+    _install_default(settings, setup.open_engine(settings))

@@ -20,6 +20,8 @@ from sqlalchemy.sql import Select
 from tunepipe.db.log_writer import decompress_json
 from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
 
+MAX_METADATA_KEY = 200  # the size of `logged_call_metadata.key`
+
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
@@ -82,7 +84,9 @@ def _encode_cursor(requested_at: int, call_id: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
     """Raises ``ValueError`` for a cursor this server did not make."""
-    at, _, call_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    at, sep, call_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    if not sep or not call_id:
+        raise ValueError("not a log cursor")
     return int(at), call_id
 
 

@@ -6,12 +6,19 @@ Invariants:
   dropped, counted in :attr:`LogWriter.stats` and reported in the server log — never silently.
 * Encoding, compression and SQL run on one dedicated thread, so batches are written in order
   and the event loop keeps serving.
+* The writer lingers up to ``linger_s`` after the first record of a batch so that batches fill
+  even at low concurrency: a transaction per record costs more CPU than the proxied call itself
+  (see docs/performance.md). :meth:`LogWriter.flush` and :meth:`LogWriter.close` cut the wait
+  short, so a reader in this process never waits for the linger.
 * :meth:`LogWriter.close` drains everything still queued before returning (graceful shutdown).
+* A batch that fails is retried, then dropped and counted; a record the database rejects for its
+  data is dropped alone, so it never takes the rest of its batch with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +27,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, insert
+from sqlalchemy.exc import DataError, IntegrityError
 
 from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
 
@@ -56,15 +64,53 @@ def compress_json(value: bytes | Any) -> bytes | None:
     if value is None:
         return None
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
-    return zlib.compress(raw, 1)
+    # A window no larger than the payload compresses exactly as well, and zlib sets it up far
+    # faster: for a typical 300-byte body the default 32 KiB window costs 3x the compression.
+    # Any window size decompresses with the default settings.
+    wbits = min(15, max(9, (len(raw) - 1).bit_length()))
+    return zlib.compress(raw, 1, wbits)
 
 
 def decompress_json(blob: bytes | None) -> Any:
     return None if blob is None else orjson.loads(zlib.decompress(blob))
 
 
+def _length(column: Any) -> int | None:
+    length = getattr(column.type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+_INT_MAX = 2**31 - 1  # `Integer` columns are 32-bit on Postgres
+_MODEL_LEN = _length(logged_calls.c.model)
+_FINISH_LEN = _length(logged_calls.c.finish_reason)
+_COMPLETION_ID_LEN = _length(logged_calls.c.completion_id)
+_KEY_LEN = _length(logged_call_metadata.c.key)
+# Postgres indexes (project_id, key, value), and a btree entry must stay under ~2.7 kB.
+MAX_METADATA_VALUE_BYTES = 1500
+
+
+def _clip(value: str | None, size: int | None) -> str | None:
+    return value[:size] if value is not None and size is not None and len(value) > size else value
+
+
+def _clip_bytes(value: str | None, size: int) -> str | None:
+    if value is None or len(value) * 4 <= size:  # UTF-8 takes at most 4 bytes a character
+        return value
+    raw = value.encode()
+    return value if len(raw) <= size else raw[:size].decode("utf-8", "ignore")
+
+
+def _int32(value: int | None) -> int | None:
+    return value if value is None or -_INT_MAX - 1 <= value <= _INT_MAX else None
+
+
 def write_records(engine: Engine, records: list[LogRecord]) -> None:
-    """Insert a batch in one transaction (used by the writer and by ``/report``)."""
+    """Insert a batch in one transaction (used by the writer and by ``/report``).
+
+    Values that do not fit their column (caller-chosen: a long model name, an absurd token
+    count) are clipped or left out, so every backend stores the call as SQLite would rather
+    than Postgres refusing it.
+    """
     calls: list[dict[str, Any]] = []
     bodies: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
@@ -75,15 +121,15 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
                 "project_id": r.project_id,
                 "requested_at": r.requested_at,
                 "received_at": r.received_at,
-                "duration_ms": (r.received_at - r.requested_at) if r.received_at is not None else None,
-                "model": r.model,
-                "status_code": r.status_code,
+                "duration_ms": _int32(r.received_at - r.requested_at) if r.received_at is not None else None,
+                "model": _clip(r.model, _MODEL_LEN),
+                "status_code": _int32(r.status_code),
                 "error_message": r.error_message,
-                "input_tokens": r.input_tokens,
-                "output_tokens": r.output_tokens,
+                "input_tokens": _int32(r.input_tokens),
+                "output_tokens": _int32(r.output_tokens),
                 "cost": r.cost,
-                "finish_reason": r.finish_reason,
-                "completion_id": r.completion_id,
+                "finish_reason": _clip(r.finish_reason, _FINISH_LEN),
+                "completion_id": _clip(r.completion_id, _COMPLETION_ID_LEN),
                 "cache_hit": r.cache_hit,
                 "source": r.source,
                 "streamed": r.streamed,
@@ -92,8 +138,9 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
         bodies.append(
             {"call_id": r.id, "request": compress_json(r.request), "response": compress_json(r.response)}
         )
+        labels = {_clip(k, _KEY_LEN): _clip_bytes(v, MAX_METADATA_VALUE_BYTES) for k, v in r.metadata.items()}
         meta.extend(
-            {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in r.metadata.items()
+            {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in labels.items()
         )
     with engine.begin() as conn:
         conn.execute(insert(logged_calls), calls)
@@ -120,12 +167,15 @@ class LogWriter:
         batch_size: int = 1_000,
         enqueue_timeout_s: float = 5.0,
         retries: int = 3,
+        linger_s: float = 0.05,
     ) -> None:
         self._engine = engine
         self._queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._enqueue_timeout_s = enqueue_timeout_s
         self._retries = retries
+        self._linger_s = linger_s
+        self._hurry = asyncio.Event()  # ends a linger: set by flush(), close() and a full batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
         self._task: asyncio.Task[None] | None = None
         self._settled = 0  # records the writer has finished with (written or dropped)
@@ -156,6 +206,8 @@ class LogWriter:
                 )
                 return False
         self.stats.enqueued += 1
+        if self._queue.qsize() >= self._batch_size:
+            self._hurry.set()
         return True
 
     async def _run(self) -> None:
@@ -165,6 +217,10 @@ class LogWriter:
             first = await self._queue.get()
             if first is _STOP:
                 break
+            await self._linger()
+            # Cleared before draining (no await in between): a flush() from now on sets it again
+            # and ends the next linger, so nothing it waits for can sit out a full linger.
+            self._hurry.clear()
             batch = [first]
             while len(batch) < self._batch_size:
                 try:
@@ -179,9 +235,19 @@ class LogWriter:
             self._settled += len(batch)
             self._progress.set()
 
+    async def _linger(self) -> None:
+        """Give the batch that ``first`` opened time to fill, unless it is due already."""
+        if self._linger_s <= 0 or self._hurry.is_set() or self._queue.qsize() + 1 >= self._batch_size:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._linger_s):
+                await self._hurry.wait()
+
     async def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every record queued before this call has been written (or dropped)."""
         target = self.stats.enqueued
+        if self._settled < target:
+            self._hurry.set()
         async with asyncio.timeout(timeout_s):
             while self._settled < target:
                 self._progress.clear()
@@ -193,6 +259,19 @@ class LogWriter:
         for attempt in range(1, self._retries + 1):
             try:
                 write_records(self._engine, batch)
+            except (IntegrityError, DataError) as exc:
+                # The data, not the database, is at fault (project deleted meanwhile, a value out
+                # of range): retrying cannot help, so write the records one by one and lose only
+                # the bad ones rather than the whole batch.
+                self.stats.failed_batches += 1
+                if len(batch) == 1:
+                    self.stats.dropped += 1
+                    log.error("request log %s rejected by the database, dropped: %s", batch[0].id, exc)
+                    return
+                log.warning("request-log batch of %d rejected; writing its records one by one", len(batch))
+                for record in batch:
+                    self._write_with_retry([record])
+                return
             except Exception:
                 log.exception("request-log batch of %d failed (attempt %d)", len(batch), attempt)
                 self.stats.failed_batches += 1
@@ -206,6 +285,7 @@ class LogWriter:
         """Write everything queued, then stop."""
         if self._task is not None:
             await self._queue.put(_STOP)
+            self._hurry.set()
             await self._task
             self._task = None
         self._executor.shutdown(wait=True)

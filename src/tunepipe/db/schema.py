@@ -134,3 +134,16 @@ logged_call_metadata = Table(
     Column("value", Text, nullable=True),
     Index(None, "project_id", "key", "value"),
 )
+
+# Base models the local engine can load, for the whole installation (not per project).
+base_models = Table(
+    "base_models",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("source", Text, nullable=False),  # what the user gave: hub id, directory or .gguf path
+    Column("path", Text, nullable=False),  # the Hugging Face-layout directory that is loaded
+    Column("kind", String(16), nullable=False),  # hub | dir | gguf | lora
+    # For a LoRA adapter: the registered base model it applies to.
+    Column("base", String(300), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)

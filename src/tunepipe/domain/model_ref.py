@@ -2,7 +2,8 @@
 
 ``gpt-4o`` and ``openai:gpt-4o`` go to OpenAI; ``anthropic:…`` and ``gemini:…`` to those
 providers; ``openpipe:<provider>/<model>`` to a project's external provider; and
-``openpipe:<slug>`` to a model trained by tunepipe.
+``openpipe:<slug>`` to a model trained by tunepipe; ``local:<name>`` to a base model run
+in-process by the local engine.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ class RouteKind(StrEnum):
     GEMINI = "gemini"
     EXTERNAL = "external"
     FINE_TUNE = "fine_tune"
+    LOCAL = "local"
 
 
-_PREFIXES = {"openai:": RouteKind.OPENAI, "anthropic:": RouteKind.ANTHROPIC, "gemini:": RouteKind.GEMINI}
+_PREFIXES = {
+    "openai:": RouteKind.OPENAI,
+    "anthropic:": RouteKind.ANTHROPIC,
+    "gemini:": RouteKind.GEMINI,
+    "local:": RouteKind.LOCAL,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,9 @@ _TABLES = {RouteKind.OPENAI: _OPENAI, RouteKind.ANTHROPIC: _ANTHROPIC, RouteKind
 def _longest_prefix(table: dict[str, tuple[float, float]], name: str) -> Price | None:
     best = ""
     for key in table:
-        if name.startswith(key) and len(key) > len(best):
+        # A prefix counts only at a name boundary: `gpt-4` prices `gpt-4-0613`, not `gpt-4.5-preview`.
+        at_boundary = name[len(key) : len(key) + 1] in ("", "-", ":", "@")
+        if name.startswith(key) and at_boundary and len(key) > len(best):
             best = key
     return Price(*table[best]) if best else None
 

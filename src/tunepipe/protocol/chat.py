@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _Open(BaseModel):
@@ -200,12 +200,27 @@ class ChatCompletionRequest(_Open):
     metadata: dict[str, str] | None = None
     user: str | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ChatCompletionRequest:
-        if isinstance(self.stop, list) and len(self.stop) > 4:
-            raise ValueError("`stop` takes at most 4 sequences")
-        if self.top_logprobs is not None and not self.logprobs:
-            raise ValueError("`top_logprobs` requires `logprobs: true`")
-        if self.stream_options is not None and not self.stream:
-            raise ValueError("`stream_options` is only allowed with `stream: true`")
-        return self
+    # Field validators rather than one model validator, so that the error names the field
+    # (``param``). Each reads only fields declared before it (``info.data``).
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("takes at most 4 sequences")
+        return stop
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_needs_logprobs(cls, top_logprobs: int | None, info: ValidationInfo) -> int | None:
+        if top_logprobs is not None and not info.data.get("logprobs"):
+            raise ValueError("requires `logprobs: true`")
+        return top_logprobs
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options_need_stream(
+        cls, options: StreamOptions | None, info: ValidationInfo
+    ) -> StreamOptions | None:
+        if options is not None and not info.data.get("stream"):
+            raise ValueError("is only allowed with `stream: true`")
+        return options

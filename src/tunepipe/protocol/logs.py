@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Scalar = str | int | float | bool | None
+
+
+def _whole_ms(value: Any) -> Any:
+    return math.floor(value) if isinstance(value, float) and math.isfinite(value) else value
+
+
+# OpenPipe types times as "number": `time.time() * 1000` (a fraction) is valid; stored as whole ms.
+UnixMs = Annotated[int, BeforeValidator(_whole_ms)]
 
 
 class _Body(BaseModel):
@@ -14,8 +23,8 @@ class _Body(BaseModel):
 
 
 class ReportRequest(_Body):
-    requested_at: int | None = Field(None, alias="requestedAt")
-    received_at: int | None = Field(None, alias="receivedAt")
+    requested_at: UnixMs | None = Field(None, alias="requestedAt")
+    received_at: UnixMs | None = Field(None, alias="receivedAt")
     req_payload: Any = Field(None, alias="reqPayload")
     resp_payload: Any = Field(None, alias="respPayload")
     status_code: int | None = Field(None, alias="statusCode")
@@ -51,6 +60,6 @@ class MatchedLogs(BaseModel):
 
 
 class CheckCacheRequest(_Body):
-    requested_at: int = Field(alias="requestedAt")
+    requested_at: UnixMs = Field(alias="requestedAt")
     req_payload: Any = Field(None, alias="reqPayload")
     tags: dict[str, str] = Field(default_factory=dict)

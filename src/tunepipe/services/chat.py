@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from tunepipe.db.records import Principal
 from tunepipe.domain.clock import now_ms
@@ -69,13 +70,39 @@ def read_options(headers: Mapping[str, str]) -> Options:
     )
 
 
-def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    err = exc.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
+def _field_path(err: ErrorDetails, body: Any) -> list[str | int]:
+    """The path of the offending field in the caller's JSON.
+
+    Pydantic's ``loc`` also holds discriminator tags (``user``) and union-member labels
+    (``str``, ``literal[...]``) that name no field; walking the body alongside drops them. A
+    last segment that is not in the body is a missing required field and is kept.
+    """
+    path: list[str | int] = []
+    node = body
+    loc = err["loc"]
+    for i, seg in enumerate(loc):
+        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            node = node[seg]
+        elif isinstance(node, dict) and isinstance(seg, str) and (seg in node or i == len(loc) - 1):
+            node = node.get(seg)
+        else:
+            continue
+        path.append(seg)
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        path.append(str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"))
+    return path
+
+
+def _validation_message(exc: ValidationError, body: Any) -> tuple[str, str | None]:
+    """Message and ``param`` (OpenAI's spelling, ``messages[0].content``) of the most specific
+    error: with unions pydantic reports every member, and the deepest path is the useful one."""
+    paths = [(_field_path(err, body), err) for err in exc.errors(include_url=False)]
+    path, err = max(paths, key=lambda p: len(p[0]))
+    param = "".join(f"[{seg}]" if isinstance(seg, int) else f".{seg}" for seg in path).lstrip(".")
     msg = err["msg"].removeprefix("Value error, ")
-    if not loc:
+    if not param:
         return f"Invalid request: {msg}", None
-    return f"Invalid request: `{loc}`: {msg}", loc
+    return f"Invalid request: `{param}`: {msg}", param
 
 
 def _decode(raw: bytes) -> Any:
@@ -120,13 +147,15 @@ class ChatService:
             if not isinstance(body, dict):
                 raise InvalidRequest("Request body must be a JSON object")
             call.request = body
+            if body.get("store") is False:  # an opt-out holds even when the rest is invalid
+                call.enabled = False
             if isinstance(body.get("model"), str):
                 call.model = body["model"]
             options = read_options(headers)
             try:
                 request = ChatCompletionRequest.model_validate(body)
             except ValidationError as exc:
-                message, param = _validation_message(exc)
+                message, param = _validation_message(exc, body)
                 raise InvalidRequest(message, param=param) from exc
         except InvalidRequest as exc:
             if isinstance(call.request, bytes):

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from tunepipe.db import log_queries
 from tunepipe.db.log_queries import LogFilter, LoggedCall
-from tunepipe.db.log_writer import LogWriter
+from tunepipe.db.log_writer import MAX_METADATA_VALUE_BYTES, LogWriter
 from tunepipe.db.records import Principal
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.labels import merge_labels, normalise_tags
@@ -140,6 +140,14 @@ class LogService:
         self, principal: Principal, filters: list[MetadataFilter], changes: dict[str, str | None], prefix: str
     ) -> int:
         f = filter_from_openpipe(filters, prefix)
+        if any(len(k) > log_queries.MAX_METADATA_KEY for k in changes):
+            raise InvalidRequest(
+                f"Metadata keys are at most {log_queries.MAX_METADATA_KEY} characters", param="metadata"
+            )
+        if any(v is not None and len(v.encode()) > MAX_METADATA_VALUE_BYTES for v in changes.values()):
+            raise InvalidRequest(
+                f"Metadata values are at most {MAX_METADATA_VALUE_BYTES} bytes", param="metadata"
+            )
         await self._writer.flush()
         return await asyncio.to_thread(
             log_queries.update_metadata, self._engine, principal.project.id, f, changes

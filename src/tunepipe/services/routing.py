@@ -21,6 +21,7 @@ from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
 from tunepipe.providers.anthropic import AnthropicProvider
 from tunepipe.providers.base import ChatProvider
 from tunepipe.providers.openai_compat import OpenAICompatProvider
+from tunepipe.services.local_models import LocalModels
 from tunepipe.services.ttl_cache import TTLCache
 from tunepipe.settings import Settings
 
@@ -42,9 +43,15 @@ class Route:
 
 class Router:
     def __init__(
-        self, settings: Settings, engine: Engine, box: SecretBox, session: aiohttp.ClientSession
+        self,
+        settings: Settings,
+        engine: Engine,
+        box: SecretBox,
+        session: aiohttp.ClientSession,
+        local: LocalModels | None = None,
     ) -> None:
         self._settings = settings
+        self.local = local
         self._engine = engine
         self._box = box
         self._session = session
@@ -90,6 +97,10 @@ class Router:
             raise NotFound(
                 f"The model `openpipe:{ref.name}` does not exist", param="model", code="model_not_found"
             )
+        if ref.kind is RouteKind.LOCAL:
+            if self.local is None:
+                raise NotFound(f"The model `local:{ref.name}` does not exist", param="model")
+            return Route(ref=ref, provider=await self.local.provider(ref.name), price=None)
         if ref.is_plain_openai and principal.read_only:
             raise PermissionDenied("Read-only OpenPipe API keys cannot access the base OpenAI API")
         providers = await self.project_providers(principal.project.id)
@@ -146,6 +157,16 @@ async def available_models(router: Router, principal: Principal) -> list[dict[st
             {"id": prefix + name, "object": "model", "created": 0, "owned_by": owner}
             for name in listed_models(kind)
         )
+    if router.local is not None:
+        for m in await router.local.list_models():
+            out.append(
+                {
+                    "id": f"local:{m.name}",
+                    "object": "model",
+                    "created": m.created_at // 1000,
+                    "owned_by": "local",
+                }
+            )
     for ext in providers.external.values():
         out.extend(
             {"id": f"openpipe:{ext.slug}/{m.slug}", "object": "model", "created": 0, "owned_by": ext.slug}

@@ -12,6 +12,7 @@ from tunepipe.db.engine import make_engine
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.records import ApiKeyInfo, Project
 from tunepipe.db.secrets import SecretBox
+from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.providers import ProviderService
 from tunepipe.settings import Settings
 
@@ -64,3 +65,7 @@ def list_keys(engine: Engine, project: Project | None) -> list[ApiKeyInfo]:
 
 def provider_service(settings: Settings, engine: Engine) -> ProviderService:
     return ProviderService(engine, SecretBox.from_settings(settings.secret_key, settings.home_dir))
+
+
+def base_model_service(settings: Settings, engine: Engine) -> BaseModelService:
+    return BaseModelService(engine, settings.home_dir)

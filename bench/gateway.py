@@ -1,0 +1,554 @@
+"""Gateway overhead: tunepipe in front of a canned upstream, against the upstream alone.
+
+One run starts, on loopback only and in a throw-away directory:
+
+* nginx answering ``POST /v1/chat/completions`` with a fixed chat completion (the upstream), and
+* ``tunepipe serve`` with one worker, SQLite, and request logging on, pointed at that nginx,
+
+then drives both with wrk and prints what the gateway adds, against the targets of the
+performance issue (see ``docs/performance.md``):
+
+* latency at concurrency 1: added p50 and p99 (gateway minus upstream, same run);
+* throughput at concurrency 32: gateway requests/s (and the share of the upstream's);
+* logging: requests sent vs logs enqueued, written and dropped by the writer (``/health``),
+  vs rows in ``logged_calls`` after a graceful shutdown.
+
+Not a test: timings depend on the machine, so the script prints PASS/FAIL per target and exits
+non-zero only when the setup is broken (missing tools, a server that does not start, failed
+requests) or ``--strict`` is given. wrk counts requests in a Lua script, so "sent" is exact,
+warm-up included. Every run is bounded by ``--duration``; the servers are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TARGET_ADDED_P50_MS = 0.5
+TARGET_RPS_C32 = 3_000.0
+
+API_KEY = "opk_bench" + "x" * 38  # the key format: opk_ + 42 alphanumerics
+REQUEST = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "Say hello to the benchmark."},
+    ],
+    "temperature": 0.2,
+    "metadata": {"prompt_id": "bench"},
+}
+COMPLETION = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello, benchmark.", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 24, "completion_tokens": 4, "total_tokens": 28},
+    "system_fingerprint": "fp_bench",
+}
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    log_format status '$status';
+    # The port wrk calls directly: no access log, the fastest this upstream gets.
+    server {{
+        listen 127.0.0.1:{direct_port};
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+    # The port the gateway calls: one log line per forwarded request, to count them.
+    server {{
+        listen 127.0.0.1:{gateway_port};
+        access_log {tmp}/forwarded.log status buffer=256k flush=1s;
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+
+# wrk runs one Lua state per thread; `request()` counts what each thread writes, and `done()`
+# (in the main state) sums the counters and prints one JSON line with exact latencies in µs.
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+function init(args) sent = 0 end
+function request() sent = sent + 1; return wrk.format() end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("sent") end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {{"sent":%d,"completed":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,'
+    .. '"mean_us":%.1f,"errors":%d,"non2xx":%d}}\\n',
+    total, summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    sent: int
+    completed: int
+    duration_us: int
+    p50_us: int
+    p99_us: int
+    mean_us: float
+    errors: int
+    non2xx: int
+    # CPU seconds each process used during the run: timings on a shared 2-core box are noisy,
+    # CPU per request is the steadier measure of what a change saved.
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.completed / (self.duration_us / 1e6)
+
+    def cpu_us_per_request(self, process: str) -> float:
+        return self.cpu_s.get(process, 0.0) / max(self.completed, 1) * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy since boot (everything in /proc/stat but idle and iowait)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tool_path(name: str) -> str | None:
+    # nginx lives in /usr/sbin, which is not on every user's PATH; py-spy in the venv.
+    extra = [str(Path(sys.executable).parent), "/usr/sbin"]
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *extra]))
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"no answer from {url} within {timeout_s:.0f}s")
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass(frozen=True)
+class Upstream:
+    pid: int
+    direct: str  # base URL wrk calls
+    for_gateway: str  # base URL the gateway calls; nginx logs one line per request here
+    forwarded_log: Path
+
+    def forwarded(self) -> int:
+        """Requests the gateway forwarded (read after nginx has stopped and flushed its log)."""
+        if not self.forwarded_log.exists():
+            return 0
+        return sum(1 for line in self.forwarded_log.read_text().splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def nginx(tmp: Path) -> Iterator[Upstream]:
+    direct_port, gateway_port = free_port(), free_port()
+    body = json.dumps(COMPLETION, separators=(",", ":"))
+    assert "'" not in body and "\\" not in body  # nginx single-quoted string, no escapes
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, direct_port=direct_port, gateway_port=gateway_port, body=body))
+    proc = subprocess.Popen(
+        [tool_path("nginx") or "nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        for port in (direct_port, gateway_port):
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"nginx exited: {(tmp / 'nginx-error.log').read_text()}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not start")
+                time.sleep(0.05)
+        yield Upstream(
+            proc.pid,
+            f"http://127.0.0.1:{direct_port}",
+            f"http://127.0.0.1:{gateway_port}",
+            tmp / "forwarded.log",
+        )
+    finally:
+        stop(proc, signal.SIGQUIT)  # graceful: flushes the access log
+
+
+@dataclass
+class Gateway:
+    base: str
+    proc: subprocess.Popen[bytes]
+    db: Path
+
+    def health(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.base}/health", timeout=5) as r:
+            return dict(json.load(r)["logs"])
+
+    def settle(self, timeout_s: float = 60.0) -> dict[str, int]:
+        """Wait until the writer has written (or dropped) everything it accepted."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            logs = self.health()
+            done = logs["queueDepth"] == 0 and logs["written"] + logs["dropped"] >= logs["enqueued"]
+            if done or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def gateway(tmp: Path, upstream: str, log_path: Path) -> Iterator[Gateway]:
+    port = free_port()
+    home = tmp / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEPIPE_", "OPENAI_"))}
+    env |= {
+        "TUNEPIPE_HOME": str(home),
+        "TUNEPIPE_API_KEY": API_KEY,
+        "TUNEPIPE_WORKERS": "1",
+        "OPENAI_BASE_URL": f"{upstream}/v1",
+        "OPENAI_API_KEY": "x",
+    }
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunepipe", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    gw = Gateway(f"http://127.0.0.1:{port}", proc, home / "tunepipe.db")
+    try:
+        wait_http(f"{gw.base}/health", 60, proc)
+        yield gw
+    finally:
+        stop(proc)
+
+
+def wrk(
+    url: str,
+    script: Path,
+    *,
+    connections: int,
+    threads: int,
+    duration_s: float,
+    cpus: str | None,
+    servers: dict[str, int],
+) -> WrkResult:
+    """One wrk run; ``servers`` names the pids whose CPU time to account (wrk's is always)."""
+    cmd = [
+        "wrk",
+        "--latency",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        "-s",
+        str(script),
+        url,
+    ]
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+    busy = machine_busy_seconds()
+    children = os.times()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=True).stdout
+    after = os.times()
+    busy = machine_busy_seconds() - busy
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    result = WrkResult(**json.loads(line.removeprefix("WRKJSON ")))
+    result.cpu_s = {name: cpu_seconds(pid) - before[name] for name, pid in servers.items()}
+    result.cpu_s["wrk"] = (
+        after.children_user + after.children_system - children.children_user - children.children_system
+    )
+    # Whatever else ran on the machine meanwhile: a busy neighbour makes timings meaningless.
+    result.cpu_s["others"] = max(0.0, busy - sum(result.cpu_s.values()))
+    return result
+
+
+@contextlib.contextmanager
+def profiling(pid: int, out: Path | None, duration_s: float, *, gil: bool) -> Iterator[None]:
+    """``py-spy record`` on the gateway while the block runs (when ``out`` is given); with
+    ``gil``, only the thread holding the GIL is sampled, which shows where Python time goes."""
+    if out is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [tool_path("py-spy") or "py-spy", "record", "--pid", str(pid), "--threads", "--nonblocking",
+         "--rate", "250", "--duration", str(int(duration_s)), "--output", str(out),
+         "--format", {".svg": "flamegraph", ".json": "speedscope"}.get(out.suffix, "raw"),
+         *(["--gil"] if gil else [])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        spy.wait(30)
+
+
+def count_rows(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("SELECT count(*) FROM logged_calls").fetchone()[0])
+
+
+@dataclass
+class Report:
+    connections: int
+    runs: dict[str, WrkResult]
+    gateway_runs: list[WrkResult]
+    logs: dict[str, int]  # the writer's counters from /health, once settled
+    forwarded: int  # requests nginx saw from the gateway
+    rows: int  # logged_calls after the gateway's graceful shutdown
+
+    @property
+    def sent(self) -> int:
+        return sum(r.sent for r in self.gateway_runs)
+
+    @property
+    def answered(self) -> int:
+        return sum(r.completed for r in self.gateway_runs)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.errors + r.non2xx for r in self.gateway_runs)
+
+    @property
+    def added_p50_ms(self) -> float:
+        return (self.runs["c1_gateway"].p50_us - self.runs["c1_direct"].p50_us) / 1000
+
+    @property
+    def added_p99_ms(self) -> float:
+        return (self.runs["c1_gateway"].p99_us - self.runs["c1_direct"].p99_us) / 1000
+
+    @property
+    def lost(self) -> int:
+        """Calls that reached the provider (or were answered) but are not in the database."""
+        return max(self.forwarded, self.answered) - self.rows + self.logs["dropped"]
+
+    def checks(self) -> dict[str, tuple[str, str, bool]]:
+        rps = self.runs["cN_gateway"].rps
+        return {
+            "added p50 at c=1": (
+                f"{self.added_p50_ms:.3f} ms",
+                f"<= {TARGET_ADDED_P50_MS} ms",
+                self.added_p50_ms <= TARGET_ADDED_P50_MS,
+            ),
+            f"req/s at c={self.connections}": (
+                f"{rps:,.0f}",
+                f">= {TARGET_RPS_C32:,.0f}",
+                rps >= TARGET_RPS_C32,
+            ),
+            "logs lost": (f"{self.lost}", "0", self.lost == 0),
+        }
+
+    def print(self) -> None:
+        r, c = self.runs, self.connections
+        c1d, c1g, cnd, cng = r["c1_direct"], r["c1_gateway"], r["cN_direct"], r["cN_gateway"]
+        rows = [
+            ("p50 c=1 (ms)", c1d.p50_us / 1000, c1g.p50_us / 1000, f"{self.added_p50_ms:+.3f} ms"),
+            ("p99 c=1 (ms)", c1d.p99_us / 1000, c1g.p99_us / 1000, f"{self.added_p99_ms:+.3f} ms"),
+            ("req/s c=1", c1d.rps, c1g.rps, f"{c1g.rps / c1d.rps:.1%}"),
+            (f"req/s c={c}", cnd.rps, cng.rps, f"{cng.rps / cnd.rps:.1%}"),
+            (f"p50 c={c} (ms)", cnd.p50_us / 1000, cng.p50_us / 1000, ""),
+            (f"p99 c={c} (ms)", cnd.p99_us / 1000, cng.p99_us / 1000, ""),
+            ("CPU µs/req c=1", c1d.cpu_us_per_request("nginx"), c1g.cpu_us_per_request("gateway"), ""),
+            (f"CPU µs/req c={c}", cnd.cpu_us_per_request("nginx"), cng.cpu_us_per_request("gateway"), ""),
+        ]
+        print(f"\n{'':<16}{'upstream':>12}{'gateway':>12}  {'added / share'}")
+        for name, up, gw, extra in rows:
+            fmt = ",.0f" if name.startswith(("req/s", "CPU")) else ".3f"
+            print(f"{name:<16}{up:>12{fmt}}{gw:>12{fmt}}  {extra}")
+        logs = self.logs
+        print(
+            f"\ngateway: {self.sent:,} requests sent by wrk (warm-up included), {self.answered:,} answered, "
+            f"{self.failed} failed, {self.forwarded:,} forwarded to the upstream\n"
+            f"writer:  {logs['enqueued']:,} enqueued, {logs['written']:,} written, "
+            f"{logs['dropped']} dropped, {logs['waited_for_space']} waits for queue space\n"
+            f"db:      {self.rows:,} rows in logged_calls after graceful shutdown\n"
+        )
+        for name, (value, target, ok) in self.checks().items():
+            print(f"{name:<18}{value:>12}   target {target:<10} {'PASS' if ok else 'FAIL'}")
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "runs": {k: vars(v) | {"rps": v.rps} for k, v in self.runs.items()},
+            "sent": self.sent,
+            "answered": self.answered,
+            "failed": self.failed,
+            "forwarded": self.forwarded,
+            "logs": self.logs,
+            "rows": self.rows,
+            "added_p50_ms": self.added_p50_ms,
+            "added_p99_ms": self.added_p99_ms,
+            "checks": {k: {"value": v, "target": t, "ok": ok} for k, (v, t, ok) in self.checks().items()},
+        }
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per target")
+    p.add_argument("--connections", type=int, default=32, help="concurrency of the throughput runs")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads for the throughput runs")
+    p.add_argument("--wrk-cpus", help="pin wrk to these CPUs with taskset, e.g. 0")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy record the gateway at c=N: .svg flame graph, .json speedscope, else collapsed stacks",
+    )
+    p.add_argument("--profile-gil", action="store_true", help="profile only the thread holding the GIL")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    return p.parse_args()
+
+
+def measure_all(args: argparse.Namespace, tmp: Path, script: Path) -> Report:
+    with nginx(tmp) as upstream, gateway(tmp, upstream.for_gateway, tmp / "gateway.log") as gw:
+        direct = f"{upstream.direct}/v1/chat/completions"
+        proxied = f"{gw.base}/v1/chat/completions"
+        print(f"upstream {direct}\ngateway  {proxied} (SQLite log: {gw.db})", flush=True)
+        gateway_runs: list[WrkResult] = []
+        servers = {"gateway": gw.proc.pid, "nginx": upstream.pid}
+
+        def measure(name: str, url: str, connections: int, threads: int, duration_s: float) -> WrkResult:
+            r = wrk(url, script, connections=connections, threads=threads, duration_s=duration_s,
+                    cpus=args.wrk_cpus, servers=servers)  # fmt: skip
+            if url == proxied:
+                gateway_runs.append(r)
+            cpu = "  ".join(f"{k} {v / duration_s:4.0%}" for k, v in r.cpu_s.items())
+            per_request = f" = {r.cpu_us_per_request('gateway'):.0f} µs/request" if url == proxied else ""
+            print(
+                f"  {name:<17} c={connections:<3} {r.rps:9,.0f} req/s  p50 {r.p50_us / 1000:7.3f} ms"
+                f"  p99 {r.p99_us / 1000:7.3f} ms  errors {r.errors + r.non2xx}  CPU: {cpu}{per_request}",
+                flush=True,
+            )
+            return r
+
+        c, t, d = args.connections, args.threads, args.duration
+        if args.warmup > 0:
+            measure("warm-up upstream", direct, c, t, args.warmup)
+            measure("warm-up gateway", proxied, c, t, args.warmup)
+        runs = {
+            "c1_direct": measure("upstream", direct, 1, 1, d),
+            "c1_gateway": measure("gateway", proxied, 1, 1, d),
+            "cN_direct": measure("upstream", direct, c, t, d),
+        }
+        with profiling(gw.proc.pid, args.profile, d, gil=args.profile_gil):
+            runs["cN_gateway"] = measure("gateway", proxied, c, t, d)
+        logs = gw.settle()
+        code = stop(gw.proc, signal.SIGTERM, 120)
+        # uvicorn re-raises the signal it shut down on, so SIGTERM is a clean exit too.
+        if code not in (0, -signal.SIGTERM):
+            raise RuntimeError(f"the gateway exited with {code}; see {tmp / 'gateway.log'}")
+    return Report(c, runs, gateway_runs, logs, upstream.forwarded(), count_rows(gw.db))
+
+
+def main() -> int:
+    args = parse_args()
+    needed = ["nginx", "wrk"] + (["taskset"] if args.wrk_cpus else []) + (["py-spy"] if args.profile else [])
+    if missing := [tool for tool in needed if tool_path(tool) is None]:
+        print(
+            f"missing: {', '.join(missing)}. Install, e.g. on Debian/Ubuntu:\n"
+            "    apt-get install -y nginx-light wrk        # and: .venv/bin/pip install py-spy",
+            file=sys.stderr,
+        )
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="tunepipe-bench-"))
+    script = tmp / "chat.lua"
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(REQUEST, separators=(",", ":")), key=API_KEY))
+    try:
+        report = measure_all(args, tmp, script)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"bench failed: {exc} (files kept in {tmp})", file=sys.stderr)
+        return 2
+    report.print()
+    if args.json:
+        args.json.write_text(json.dumps(report.as_json(), indent=2))
+    if args.keep:
+        print(f"\nfiles kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if report.failed:
+        print(f"setup problem: {report.failed} requests failed", file=sys.stderr)
+        return 2
+    return 1 if args.strict and not all(ok for _, _, ok in report.checks().values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

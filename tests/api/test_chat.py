@@ -1,0 +1,342 @@
+"""``POST /chat/completions`` to OpenAI-compatible upstreams (OpenAI, Gemini), non-streaming.
+
+Driven with the official ``openai`` SDK against a real ``tunepipe serve``; what reached the
+upstream is read back from the fake provider's request record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import openai
+
+from conftest import FakeProvider, Gateway
+
+
+def _header(request: dict[str, Any], name: str) -> str | None:
+    return next((v for k, v in request["headers"].items() if k.lower() == name.lower()), None)
+
+
+def _marker() -> str:
+    return f"m{uuid.uuid4().hex[:10]}"
+
+
+def _wait_for_log(gateway: Gateway, marker: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The project's latest logged call once it is the one whose request mentions ``marker``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        latest = gateway.latest()
+        if latest and marker in json.dumps(latest["reqPayload"]):
+            return dict(latest)
+        assert time.monotonic() < deadline, f"no log mentioning {marker} appeared; latest: {latest}"
+        time.sleep(0.05)
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def test_chat_completion_api_v1_returns_upstream_answer(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    m = _marker()
+    r = gateway.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": m}])
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.content == f"echo: {m}"
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage is not None and r.usage.prompt_tokens == 1 and r.usage.completion_tokens == 2
+    upstream = fake_provider.last()
+    assert upstream["path"] == "/v1/chat/completions"
+    assert upstream["body"]["model"] == "gpt-4o"
+    assert _header(upstream, "Authorization") == "Bearer sk-fake-openai"
+
+
+def test_chat_completion_v1_alias_works_like_api_v1(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gateway.root}/v1", api_key=gateway.key, max_retries=0)
+    m = _marker()
+    r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": m}])
+    assert r.choices[0].message.content == f"echo: {m}"
+    assert _wait_for_log(gateway, m)["statusCode"] == 200
+
+
+def test_chat_completion_n_returns_every_choice(gateway: Gateway, fake_provider: FakeProvider) -> None:
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], n=3
+    )
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert [c.message.content for c in r.choices] == ["[0] echo: hi", "[1] echo: hi", "[2] echo: hi"]
+    assert fake_provider.last()["body"]["n"] == 3
+
+
+def test_chat_completion_stop_cuts_the_answer(gateway: Gateway, fake_provider: FakeProvider) -> None:
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "red green blue"}], stop=["green", "zzz"]
+    )
+    assert r.choices[0].message.content == "echo: red "
+    assert r.choices[0].finish_reason == "stop"
+    assert fake_provider.last()["body"]["stop"] == ["green", "zzz"]
+
+
+def test_chat_completion_max_tokens_truncates_with_length(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "one two three four"}], max_tokens=3
+    )
+    assert r.choices[0].message.content == "echo: one two"
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage is not None and r.usage.completion_tokens == 3
+    assert fake_provider.last()["body"]["max_tokens"] == 3
+
+
+def test_chat_completion_named_tool_choice_calls_that_tool(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "what time"}],
+        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.id == "call_0"
+    assert call.function.name == "get_time"
+    assert json.loads(call.function.arguments) == {"echo": "what time"}
+    body = fake_provider.last()["body"]
+    assert body["tools"] == [WEATHER, TIME]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_time"}}
+
+
+def test_chat_completion_auto_tool_choice_returns_tool_calls(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "weather in Oslo"}],
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="auto",
+    )
+    calls = r.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments) == {"echo": "weather in Oslo"}
+    assert fake_provider.last()["body"]["tool_choice"] == "auto"
+
+
+def test_chat_completion_tool_choice_none_answers_in_text(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "just talk"}],
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="none",
+    )
+    assert r.choices[0].message.tool_calls is None
+    assert r.choices[0].message.content == "echo: just talk"
+    assert fake_provider.last()["body"]["tool_choice"] == "none"
+
+
+def test_chat_completion_legacy_functions_reach_upstream_untouched(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    functions = [WEATHER["function"]]
+    messages: list[Any] = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "function_call": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+        },
+        {"role": "function", "name": "get_weather", "content": "sunny"},
+        {"role": "user", "content": "thanks"},
+    ]
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=messages,
+        functions=functions,  # type: ignore[arg-type]
+        function_call={"name": "get_weather"},
+    )
+    assert r.choices[0].message.content == "echo: thanks"
+    body = fake_provider.last()["body"]
+    assert body["functions"] == functions
+    assert body["function_call"] == {"name": "get_weather"}
+    assert body["messages"] == messages
+
+
+def test_chat_completion_multi_turn_tool_results_are_forwarded(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    messages: list[Any] = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "weather in Oslo and Rome"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                },
+                {
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_a", "content": "rain"},
+        {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "sun"}]},
+        {"role": "user", "content": "so which is nicer"},
+    ]
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=messages,
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="none",
+    )
+    assert r.choices[0].message.content == "echo: so which is nicer"
+    assert fake_provider.last()["body"]["messages"] == messages
+
+
+def test_chat_completion_response_format_and_unknown_fields_pass_through(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "strict": True,
+            "schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        },
+    }
+    extra = {"reasoning_effort": "low", "x_vendor_knob": {"depth": [1, 2, {"deep": None}]}, "seed": 7}
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "json please"}],
+        response_format=response_format,  # type: ignore[arg-type]
+        temperature=0.2,
+        extra_body=extra,
+    )
+    assert r.choices[0].message.content == "echo: json please"
+    body = fake_provider.last()["body"]
+    assert body["response_format"] == response_format
+    assert body["temperature"] == 0.2
+    for key, value in extra.items():
+        assert body[key] == value
+
+
+def test_chat_completion_openai_prefix_is_stripped_upstream(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    m = _marker()
+    r = gateway.client().chat.completions.create(
+        model="openai:gpt-4o", messages=[{"role": "user", "content": m}]
+    )
+    assert r.choices[0].message.content == f"echo: {m}"
+    assert fake_provider.last()["body"]["model"] == "gpt-4o"
+    # The log keeps the model as the caller named it.
+    assert _wait_for_log(gateway, m)["reqPayload"]["model"] == "openai:gpt-4o"
+
+
+def test_chat_completion_metadata_labels_the_log_but_is_not_forwarded(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    m = _marker()
+    gateway.client().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": m}], metadata={"prompt_id": "classify-v2"}
+    )
+    body = fake_provider.last()["body"]
+    assert "metadata" not in body and "store" not in body
+    assert _wait_for_log(gateway, m)["metadata"]["prompt_id"] == "classify-v2"
+
+
+def test_chat_completion_store_true_forwards_metadata_to_openai_only(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    client = gateway.client()
+    metadata = {"prompt_id": "stored"}
+    client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "a"}], metadata=metadata, store=True
+    )
+    body = fake_provider.last()["body"]
+    assert body["store"] is True and body["metadata"] == metadata
+
+    client.chat.completions.create(
+        model="gemini:gemini-2.0-flash",
+        messages=[{"role": "user", "content": "b"}],
+        metadata=metadata,
+        store=True,
+    )
+    body = fake_provider.last()["body"]
+    assert body["model"] == "gemini-2.0-flash"
+    assert "metadata" not in body and "store" not in body
+
+
+def test_chat_completion_gemini_routes_with_its_own_key(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    m = _marker()
+    r = gateway.client().chat.completions.create(
+        model="gemini:gemini-2.0-flash", messages=[{"role": "user", "content": m}]
+    )
+    assert r.choices[0].message.content == f"echo: {m}"
+    upstream = fake_provider.last()
+    assert upstream["path"] == "/v1/chat/completions"
+    assert upstream["body"]["model"] == "gemini-2.0-flash"
+    assert _header(upstream, "Authorization") == "Bearer gk-fake-gemini"
+    logged = _wait_for_log(gateway, m)
+    assert logged["statusCode"] == 200
+    assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: {m}"
+
+
+def test_chat_completion_op_headers_are_accepted(gateway: Gateway, fake_provider: FakeProvider) -> None:
+    client = gateway.client()
+    for mode in ("readWrite", "readOnly", "writeOnly"):
+        m = _marker()
+        r = client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": m}],
+            extra_headers={
+                "op-cache": mode,
+                "op-criteria": '["is-polite@v2", "is-short"]',
+                "op-tags": json.dumps({"prompt_id": "hdr", "attempt": 2}),
+            },
+        )
+        assert r.choices[0].message.content == f"echo: {m}"
+        upstream = fake_provider.last()
+        assert upstream["body"]["messages"] == [{"role": "user", "content": m}]
+        assert not any(k.lower().startswith("op-") for k in upstream["headers"])
+        assert _wait_for_log(gateway, m)["metadata"] == {"prompt_id": "hdr", "attempt": "2"}
+
+
+def test_chat_completion_op_log_request_false_skips_the_log(gateway: Gateway) -> None:
+    client = gateway.client()
+    logged = _marker()
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": logged}])
+    _wait_for_log(gateway, logged)
+    skipped = _marker()
+    r = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": skipped}],
+        extra_headers={"op-log-request": "false"},
+    )
+    assert r.choices[0].message.content == f"echo: {skipped}"
+    assert logged in json.dumps(gateway.latest()["reqPayload"])

@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 
 .PHONY: serve test lint bench docs clean
 
+# torch first, pinned: otherwise a dependency's unpinned `torch` pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
@@ -35,6 +39,7 @@ docs: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

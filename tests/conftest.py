@@ -96,18 +96,24 @@ class Gateway:
             return h.get("/local-testing-only-get-latest-logged-call").json()
 
 
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunepipe", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+def server_log(env: dict[str, str], port: int) -> Path:
+    """Where the server started by :func:`_start` on ``port`` writes its output."""
+    return Path(env["TUNEPIPE_HOME"]) / f"serve-{port}.log"
+
+
+def _start(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes]:
+    # Output goes to a file, never to a pipe nobody reads (a full pipe would block the server).
+    with server_log(env, port).open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunepipe", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"tunepipe serve exited early:\n{out}")
+            raise RuntimeError(f"tunepipe serve exited early:\n{server_log(env, port).read_text()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc

@@ -6,16 +6,13 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from conftest import KEY_RE, FakeProvider, _start, base_env, free_port
+from conftest import KEY_RE, FakeProvider, _start, base_env, free_port, server_log
 
 
 def _count_logs(home: Path) -> int:
@@ -27,11 +24,9 @@ def test_serve_first_start_prints_a_working_key(fake_provider: FakeProvider, tmp
     env = base_env(tmp_path, fake_provider, None)
     port = free_port()
     proc = _start(env, port)
-    try:
-        proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=30)[0].decode()
-    finally:
-        proc.kill()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    out = server_log(env, port).read_text()
     match = KEY_RE.search(out)
     assert match, out
     # A second start keeps the key (printed only once) and the key authenticates.
@@ -44,8 +39,9 @@ def test_serve_first_start_prints_a_working_key(fake_provider: FakeProvider, tmp
         assert reply.choices[0].message.content == "echo: key works"
     finally:
         proc.send_signal(signal.SIGTERM)
-        out2 = proc.communicate(timeout=30)[0].decode()
-    assert not KEY_RE.search(out2)
+        proc.wait(30)
+    # The second start wrote to the same log file: still exactly one key in it.
+    assert len(KEY_RE.findall(server_log(env, port).read_text())) == 1
 
 
 def test_serve_shutdown_under_load_loses_no_logs(fake_provider: FakeProvider, tmp_path: Path) -> None:
@@ -68,7 +64,7 @@ def test_serve_shutdown_under_load_loses_no_logs(fake_provider: FakeProvider, tm
                 statuses = list(pool.map(call, range(sent)))
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        proc.wait(60)
     assert statuses == [200] * sent
     assert _count_logs(tmp_path) == sent
 
@@ -78,24 +74,11 @@ def test_serve_two_workers_share_the_database(fake_provider: FakeProvider, tmp_p
     env = base_env(tmp_path, fake_provider, None)
     env["TUNEPIPE_API_KEY"] = "opk_" + "w" * 42
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunepipe", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start(env, port, "--workers", "2")
     try:
-        client = None
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    client = openai.OpenAI(
-                        base_url=f"http://127.0.0.1:{port}/v1", api_key=env["TUNEPIPE_API_KEY"], max_retries=0
-                    )
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert client is not None
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=env["TUNEPIPE_API_KEY"], max_retries=0
+        )
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             replies = list(
                 pool.map(

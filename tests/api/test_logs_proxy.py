@@ -230,7 +230,8 @@ def test_proxy_log_stream_broken_midway_keeps_partial_text_and_error(
         )
     log = only_log(gateway, text)
     assert log["streamed"] is True
-    assert log["errorMessage"]
+    assert "upstream exploded" in log["errorMessage"]
+    assert log["statusCode"] == 502
     assert log["respPayload"]["choices"][0]["message"]["content"] == "echo: a"
 
 

@@ -1,6 +1,7 @@
 """tunepipe's own log API: ``GET /logs`` (filters, cursor pages, bodies), ``GET /logs/{id}`` and
 ``GET /logs/export`` (OpenPipe's JSONL export shape), each scoped to the caller's project."""
 
+import base64
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -175,7 +176,16 @@ def test_logs_page_cursor_survives_new_calls(gateway: Gateway) -> None:
     assert [c["requestedAt"] - base for c in first["data"] + second["data"]] == [3, 2, 1, 0]
 
 
-@pytest.mark.parametrize("cursor", ["garbage!", "MTIz", "bm90LWEtbnVtYmVyOmlk"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage!",
+        "MTIz",  # "123": no call id
+        "bm90LWEtbnVtYmVyOmlk",  # "not-a-number:id"
+        base64.urlsafe_b64encode(b"1:\x00").decode(),
+        base64.urlsafe_b64encode(b"99999999999999999999999:id").decode(),
+    ],
+)
 def test_logs_invalid_cursor_is_bad_request(gateway: Gateway, cursor: str) -> None:
     with gateway.http() as h:
         r = h.get("/logs", params={"cursor": cursor})
@@ -185,7 +195,19 @@ def test_logs_invalid_cursor_is_bad_request(gateway: Gateway, cursor: str) -> No
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 501}, {"status": "ok"}, {"since": "last tuesday"}, {"until": "2024-13-45"}],
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"status": "ok"},
+        {"status": "99999999999"},
+        {"since": "last tuesday"},
+        {"until": "2024-13-45"},
+        {"since": "99999999999999999999999"},
+        # Postgres refuses NUL in text; it must be a 400 on every backend, not a 500 on one.
+        {"model": "gpt\x00"},
+        {"metadata.k": "\x00"},
+        {"completion_id": "a\x00"},
+    ],
 )
 def test_logs_invalid_query_is_bad_request(gateway: Gateway, params: dict[str, Any]) -> None:
     with gateway.http() as h:
@@ -226,9 +248,10 @@ def test_logs_get_one_returns_full_view(gateway: Gateway) -> None:
         assert h.get(f"/logs/{row['id']}").status_code == 200
 
 
-def test_logs_get_unknown_id_is_not_found(gateway: Gateway) -> None:
+@pytest.mark.parametrize("call_id", [str(uuid.uuid4()), "a%00b"], ids=["unknown", "nul"])
+def test_logs_get_unknown_id_is_not_found(gateway: Gateway, call_id: str) -> None:
     with gateway.http() as h:
-        r = h.get(f"/logs/{uuid.uuid4()}")
+        r = h.get(f"/logs/{call_id}")
     assert r.status_code == 404
     assert r.json()["code"] == "NOT_FOUND"
 

@@ -409,3 +409,43 @@ def test_update_log_metadata_value_too_long_is_bad_request(gateway: Gateway) -> 
         )
     assert info.value.status_code == 400
     assert "1500 bytes" in info.value.body["message"]
+
+
+def test_report_nul_characters_are_dropped_not_the_call(gateway: Gateway) -> None:
+    # Postgres text columns refuse NUL; the call is stored without them on every backend.
+    text = marker()
+    report(
+        gateway,
+        text,
+        model="gpt-\u00004o",
+        status=500,
+        error_message="upstream\u0000 broke",
+        metadata={"note": "a\u0000b"},
+    )
+    log = only_log(gateway, text)
+    assert log["model"] == "gpt-4o"
+    assert log["errorMessage"] == "upstream broke"
+    assert log["metadata"] == {"note": "ab", **SDK_TAGS}
+    assert log["reqPayload"]["model"] == "gpt-\u00004o"  # bodies are kept exactly
+
+
+def test_update_log_metadata_nul_character_is_bad_request(gateway: Gateway) -> None:
+    with pytest.raises(ApiError) as info:
+        op(gateway).update_log_metadata(
+            filters=[{"field": "model", "equals": "x"}], metadata={"k": "a\u0000"}
+        )
+    assert info.value.status_code == 400
+    with pytest.raises(ApiError) as info:
+        op(gateway).update_log_metadata(
+            filters=[{"field": "model", "equals": "x\u0000"}], metadata={"k": "a"}
+        )
+    assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize("at", [10**20, 1e30], ids=["int", "float"])
+def test_report_time_beyond_64_bits_is_bad_request(gateway: Gateway, at: float) -> None:
+    # Refused up front, rather than accepted with "ok" and then lost by the writer.
+    with gateway.http() as h:
+        r = h.post("/report", json={"requestedAt": at, "reqPayload": {"model": "gpt-4o"}})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "requestedAt"

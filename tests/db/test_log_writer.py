@@ -3,6 +3,7 @@ back-pressure, and failures that are retried and counted, never silent."""
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -72,12 +73,17 @@ def count_commits(engine: Engine) -> list[int]:
     return commits
 
 
-def slow_inserts(engine: Engine, seconds: float) -> None:
+def slow_inserts(engine: Engine, seconds: float) -> threading.Event:
+    """Make every batch insert take ``seconds``; the event is set once one has started."""
+    started = threading.Event()
+
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.startswith("INSERT INTO logged_calls "):
+            started.set()
             time.sleep(seconds)
 
     event.listen(engine, "before_cursor_execute", before)
+    return started
 
 
 async def test_log_writer_writes_queued_records_in_few_batches(engine: Engine, project_id: str) -> None:
@@ -212,11 +218,12 @@ async def test_log_writer_submit_waits_when_queue_is_full(engine: Engine, projec
 async def test_log_writer_drops_and_counts_record_when_queue_stays_full(
     engine: Engine, project_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    slow_inserts(engine, 0.5)
+    inserting = slow_inserts(engine, 0.5)
     writer = LogWriter(engine, queue_size=1, batch_size=1, enqueue_timeout_s=0.01)
     writer.start()
     assert await writer.submit(record(project_id, 0))
-    await asyncio.sleep(0.05)  # the writer takes it and is now stuck in a slow insert
+    while not inserting.is_set():  # the writer takes it and is now stuck in a slow insert
+        await asyncio.sleep(0.005)
     assert await writer.submit(record(project_id, 1))  # fills the one slot
     with caplog.at_level(logging.ERROR, logger="tunepipe.db.log_writer"):
         assert not await writer.submit(record(project_id, 2))

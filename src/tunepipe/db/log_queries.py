@@ -85,9 +85,9 @@ def _encode_cursor(requested_at: int, call_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[int, str]:
     """Raises ``ValueError`` for a cursor this server did not make."""
     at, sep, call_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-    if not sep or not call_id:
+    if not sep or not call_id or "\x00" in call_id or abs(at_ms := int(at)) >= 2**63:
         raise ValueError("not a log cursor")
-    return int(at), call_id
+    return at_ms, call_id
 
 
 def _page_query(project_id: str, f: LogFilter, after: tuple[int, str] | None, limit: int) -> Select[Any]:
@@ -139,8 +139,10 @@ def _to_call(row: Any, meta: dict[str, str | None], bodies: tuple[Any, Any] | No
     )
 
 
-def _contains(call: LoggedCall, needle: str) -> bool:
-    hay = orjson.dumps([call.request, call.response]).decode()
+def _contains(bodies: tuple[Any, Any] | None, needle: str) -> bool:
+    """Case-insensitive text search in the request and response bodies."""
+    request, response = bodies if bodies is not None else (None, None)
+    hay = orjson.dumps([request, response]).decode()
     return needle.lower() in hay.lower()
 
 
@@ -153,32 +155,34 @@ def list_calls(
     limit: int = 50,
     with_bodies: bool = False,
 ) -> tuple[list[LoggedCall], str | None]:
-    """One page of calls, newest first, and the cursor of the next page (None at the end)."""
+    """One page of calls, newest first, and the cursor of the next page (None when this page
+    is the last: one match beyond ``limit`` is looked for, so a full last page says so)."""
     need_bodies = with_bodies or f.contains is not None
+    wanted = limit + 1
     found: list[LoggedCall] = []
     with engine.connect() as conn:
-        while len(found) < limit:
+        while len(found) < wanted:
             # Over-fetch when filtering by text, since some rows of each page will not match.
             page = conn.execute(
-                _page_query(project_id, f, after, limit if not f.contains else limit * 4)
+                _page_query(project_id, f, after, wanted if not f.contains else wanted * 4)
             ).all()
             if not page:
-                return found, None
+                break
             ids = [r.id for r in page]
             meta = _metadata_for(conn, ids)
             bodies = _bodies_for(conn, ids) if need_bodies else {}
             for row in page:
-                call = _to_call(row, meta[row.id], bodies.get(row.id))
                 after = (row.requested_at, row.id)
-                if f.contains is not None and not _contains(call, f.contains):
+                call = _to_call(row, meta[row.id], bodies.get(row.id) if with_bodies else None)
+                if f.contains is not None and not _contains(bodies.get(row.id), f.contains):
                     continue
-                if not with_bodies:
-                    call = _to_call(row, meta[row.id], None)
                 found.append(call)
-                if len(found) == limit:
+                if len(found) == wanted:
                     break
-    next_cursor = _encode_cursor(*after) if after is not None else None
-    return found, next_cursor
+    if len(found) < wanted:
+        return found, None
+    last = found[limit - 1]
+    return found[:limit], _encode_cursor(last.requested_at, last.id)
 
 
 def iter_calls(

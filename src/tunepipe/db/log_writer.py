@@ -90,7 +90,12 @@ MAX_METADATA_VALUE_BYTES = 1500
 
 
 def _clip(value: str | None, size: int | None) -> str | None:
-    return value[:size] if value is not None and size is not None and len(value) > size else value
+    """Fit a string to its column: at most ``size`` characters, and no NUL (Postgres refuses it)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[:size] if size is not None and len(value) > size else value
 
 
 def _clip_bytes(value: str | None, size: int) -> str | None:
@@ -124,7 +129,7 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
                 "duration_ms": _int32(r.received_at - r.requested_at) if r.received_at is not None else None,
                 "model": _clip(r.model, _MODEL_LEN),
                 "status_code": _int32(r.status_code),
-                "error_message": r.error_message,
+                "error_message": _clip(r.error_message, None),
                 "input_tokens": _int32(r.input_tokens),
                 "output_tokens": _int32(r.output_tokens),
                 "cost": r.cost,
@@ -138,7 +143,10 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
         bodies.append(
             {"call_id": r.id, "request": compress_json(r.request), "response": compress_json(r.response)}
         )
-        labels = {_clip(k, _KEY_LEN): _clip_bytes(v, MAX_METADATA_VALUE_BYTES) for k, v in r.metadata.items()}
+        labels = {
+            _clip(k, _KEY_LEN): _clip_bytes(_clip(v, None), MAX_METADATA_VALUE_BYTES)
+            for k, v in r.metadata.items()
+        }
         meta.extend(
             {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in labels.items()
         )

@@ -8,6 +8,7 @@ own prices, set when they are registered.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tunepipe.domain.model_ref import RouteKind
@@ -85,6 +86,8 @@ def _longest_prefix(table: dict[str, tuple[float, float]], name: str) -> Price |
     return Price(*table[best]) if best else None
 
 
+# Memoised: every proxied call prices its model, and the tables never change at run time.
+@functools.lru_cache(maxsize=4096)
 def price_for(kind: RouteKind, name: str) -> Price | None:
     """The list price of ``name`` at provider ``kind``; ``None`` if not listed."""
     table = _TABLES.get(kind)

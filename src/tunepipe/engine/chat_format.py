@@ -161,7 +161,10 @@ def forced_tool_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def tool_call_grammar(schema: dict[str, Any]) -> str:
     """A Lark grammar (llguidance dialect) for one ``<tool_call>…</tool_call>`` block."""
-    return f'start: "<tool_call>" call "</tool_call>"\ncall: %json {orjson.dumps(schema).decode()}\n'
+    # Compact JSON, as for response_format: with flexible whitespace a weak model can pad the
+    # call with whitespace until max_tokens and never finish it.
+    compact = {**schema, "x-guidance": {"whitespace_flexible": False}}
+    return f'start: "<tool_call>" call "</tool_call>"\ncall: %json {orjson.dumps(compact).decode()}\n'
 
 
 def parse_tool_calls(text: str) -> tuple[str | None, list[dict[str, Any]]]:

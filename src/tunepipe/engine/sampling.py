@@ -60,6 +60,7 @@ def sample(logits: torch.Tensor, rows: Sequence[RowState]) -> list[int]:
             cumulative = sorted_probs.cumsum(-1)
             # Keep the smallest prefix whose mass reaches top_p (always at least one token).
             drop = cumulative - sorted_probs >= p.top_p
+            drop[0] = False  # top_p == 0 would otherwise drop every token
             sorted_probs[drop] = 0
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
         out.append(int(torch.multinomial(probs, 1, generator=row.generator)))

@@ -15,7 +15,7 @@ def _whole_ms(value: Any) -> Any:
 
 
 # OpenPipe types times as "number": `time.time() * 1000` (a fraction) is valid; stored as whole ms.
-UnixMs = Annotated[int, BeforeValidator(_whole_ms)]
+UnixMs = Annotated[int, BeforeValidator(_whole_ms), Field(ge=-(2**63), lt=2**63)]  # a 64-bit column
 
 
 class _Body(BaseModel):

@@ -28,6 +28,9 @@ from tunepipe.services.routing import Route, Router
 
 log = logging.getLogger(__name__)
 
+# Logged for a stream the client abandoned (nginx's "client closed request").
+CLIENT_CLOSED_REQUEST = 499
+
 CACHE_MODES = frozenset({"readWrite", "readOnly", "writeOnly", "true", "false"})
 
 
@@ -197,6 +200,7 @@ class ChatService:
     ) -> AsyncIterator[bytes]:
         assembler = StreamAssembler()
         failure: str | None = "client disconnected before the stream ended"
+        status = CLIENT_CLOSED_REQUEST
         try:
             async for chunk in chunks:
                 assembler.feed(chunk)
@@ -205,17 +209,19 @@ class ChatService:
                         continue
                     chunk.pop("usage", None)
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-            failure = None
+            failure, status = None, 200
             yield b"data: [DONE]\n\n"
         except UpstreamError as exc:
-            failure = exc.message
+            failure, status = exc.message, exc.status_code
             yield b"data: " + orjson.dumps(exc.envelope()) + b"\n\n"
         except Exception as exc:
             log.exception("stream relay failed")
-            failure = f"stream failed: {exc.__class__.__name__}"
+            failure, status = f"stream failed: {exc.__class__.__name__}", 500
             yield b"data: " + orjson.dumps(TunepipeError(failure).envelope()) + b"\n\n"
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-            await self._logger.success(call, assembler.completion(), streamed=True, error_message=failure)
+            await self._logger.success(
+                call, assembler.completion(), streamed=True, error_message=failure, status_code=status
+            )

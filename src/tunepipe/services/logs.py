@@ -33,6 +33,8 @@ def filter_from_openpipe(filters: list[MetadataFilter], prefix: str = "metadata.
     metadata: dict[str, str] = {}
     for f in filters:
         value = f.equals if isinstance(f.equals, str) else orjson.dumps(f.equals).decode()
+        if "\x00" in value or "\x00" in f.field:
+            raise InvalidRequest("Filters cannot contain NUL characters", param="filters")
         if f.field == "model":
             model = value
         elif f.field == "completionId":
@@ -144,6 +146,8 @@ class LogService:
             raise InvalidRequest(
                 f"Metadata keys are at most {log_queries.MAX_METADATA_KEY} characters", param="metadata"
             )
+        if any("\x00" in k or (v is not None and "\x00" in v) for k, v in changes.items()):
+            raise InvalidRequest("Metadata cannot contain NUL characters", param="metadata")
         if any(v is not None and len(v.encode()) > MAX_METADATA_VALUE_BYTES for v in changes.values()):
             raise InvalidRequest(
                 f"Metadata values are at most {MAX_METADATA_VALUE_BYTES} bytes", param="metadata"
@@ -179,7 +183,9 @@ class LogService:
 
     async def get(self, principal: Principal, call_id: str) -> LoggedCall:
         await self._writer.flush()
-        call = await asyncio.to_thread(log_queries.get_call, self._engine, principal.project.id, call_id)
+        call = None
+        if "\x00" not in call_id:  # no id has one, and Postgres refuses it in a query
+            call = await asyncio.to_thread(log_queries.get_call, self._engine, principal.project.id, call_id)
         if call is None:
             raise NotFound(f"No logged call {call_id!r} in this project")
         return call

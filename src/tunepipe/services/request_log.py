@@ -7,12 +7,12 @@ reported calls.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunepipe.db.log_writer import LogRecord, LogWriter
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.ids import uuid7
 from tunepipe.domain.pricing import Price
 from tunepipe.errors import TunepipeError
 
@@ -83,7 +83,7 @@ def build_record(
     if price is not None and input_tokens is not None and output_tokens is not None and not cache_hit:
         cost = price.cost(input_tokens, output_tokens)
     return LogRecord(
-        id=str(uuid.uuid4()),
+        id=uuid7(),
         project_id=project_id,
         requested_at=requested_at,
         received_at=received_at,
@@ -116,7 +116,10 @@ class RequestLogger:
         raw: bytes | None = None,
         streamed: bool = False,
         error_message: str | None = None,
+        status_code: int = 200,
     ) -> None:
+        """Log a completion; a stream that broke off is logged with what arrived, the error and
+        its status (499 when the client went away)."""
         if not call.enabled:
             return
         await self._writer.submit(
@@ -125,7 +128,7 @@ class RequestLogger:
                 requested_at=call.requested_at,
                 received_at=now_ms(),
                 model=call.model,
-                status_code=200,
+                status_code=status_code,
                 source="proxy",
                 request=call.request,
                 response=raw if raw is not None else completion,

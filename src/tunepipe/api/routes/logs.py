@@ -85,7 +85,9 @@ def _time(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     if value.lstrip("-").isdigit():
-        return int(value)
+        if abs(ms := int(value)) >= 2**63:
+            raise InvalidRequest(f"`{name}` is out of range", param=name)
+        return ms
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -97,8 +99,10 @@ def _time(value: str | None, name: str) -> int | None:
 
 def _filter(request: Request, *, only_success: bool = False) -> LogFilter:
     q = request.query_params
+    if any("\x00" in k or "\x00" in v for k, v in q.multi_items()):
+        raise InvalidRequest("Query parameters cannot contain NUL characters")
     status = q.get("status")
-    if status is not None and not status.isdigit():
+    if status is not None and not (status.isdigit() and len(status) <= 3):
         raise InvalidRequest("`status` must be an HTTP status code", param="status")
     metadata = {k[len("metadata.") :]: v for k, v in q.items() if k.startswith("metadata.") and len(k) > 9}
     return LogFilter(
@@ -125,7 +129,7 @@ async def list_logs(
     """Filters: ``since``/``until`` (ms or ISO 8601), ``model``, ``status``, ``completion_id``,
     ``metadata.<key>=<value>`` (repeatable), ``contains`` (text in request or response)."""
     calls, next_cursor = await state.logs.page(caller, _filter(request), cursor, limit, bodies)
-    has_more = next_cursor is not None and len(calls) == limit
+    has_more = next_cursor is not None
     return json_response(
         {
             "object": "list",

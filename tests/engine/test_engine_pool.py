@@ -1,0 +1,105 @@
+"""ModelPool: models load once, and the least recently used idle models are unloaded to stay within
+the memory budget; a model the scheduler is using is never unloaded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunepipe.engine.loading import load_model_dir
+from tunepipe.engine.pool import ModelPool
+from tunepipe.engine.scheduler import Scheduler
+from tunepipe.engine.types import Delta, SamplingParams, SequenceSpec
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tiny_dir: Path) -> int:
+    return load_model_dir("probe", tiny_dir, device=torch.device("cpu")).nbytes
+
+
+@pytest.fixture
+def scheduler() -> Iterator[Scheduler]:
+    s = Scheduler()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def pool_for(scheduler: Scheduler, model_bytes: int, models: float) -> ModelPool:
+    """A pool whose budget holds ``models`` tiny models."""
+    return ModelPool(scheduler, memory_budget_bytes=int(model_bytes * models), device="cpu")
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+async def test_pool_budget_for_one_unloads_the_first_model(
+    scheduler: Scheduler, model_bytes: int, tiny_dir: Path, other_tiny_dir: Path
+) -> None:
+    pool = pool_for(scheduler, model_bytes, 1.5)
+    first = await pool.get("first", tiny_dir)
+    assert pool.loaded == ["first"]
+    second = await pool.get("second", other_tiny_dir)
+    assert pool.loaded == ["second"]
+    assert not same_weights(first.model, second.model)
+    # Asking for the first again loads it again (a fresh object) and unloads the second.
+    again = await pool.get("first", tiny_dir)
+    assert again is not first
+    assert same_weights(first.model, again.model)
+    assert pool.loaded == ["first"]
+
+
+async def test_pool_evicts_the_least_recently_used(
+    scheduler: Scheduler, model_bytes: int, tiny_dir: Path, other_tiny_dir: Path
+) -> None:
+    pool = pool_for(scheduler, model_bytes, 2.5)
+    a = await pool.get("a", tiny_dir)
+    await pool.get("b", other_tiny_dir)
+    assert await pool.get("a", tiny_dir) is a  # a hit; "b" is now the least recently used
+    await pool.get("c", tiny_dir)
+    assert sorted(pool.loaded) == ["a", "c"]
+
+
+async def test_pool_loads_once_under_concurrent_requests(
+    scheduler: Scheduler, model_bytes: int, tiny_dir: Path
+) -> None:
+    pool = pool_for(scheduler, model_bytes, 4)
+    models = await asyncio.gather(*(pool.get("tiny", tiny_dir) for _ in range(5)))
+    assert all(m is models[0] for m in models)
+    assert pool.loaded == ["tiny"]
+
+
+async def test_pool_never_evicts_a_model_the_scheduler_is_using(
+    scheduler: Scheduler, model_bytes: int, tiny_dir: Path, other_tiny_dir: Path
+) -> None:
+    pool = pool_for(scheduler, model_bytes, 1.5)
+    busy = await pool.get("busy", tiny_dir)
+    started = threading.Event()
+
+    def emit(delta: Delta) -> None:
+        started.set()
+
+    spec = SequenceSpec(index=0, prompt_ids=[1, 5, 6, 7], params=SamplingParams(temperature=0.0, max_tokens=10**6))
+    cancel = scheduler.submit(busy, [spec], emit)
+    try:
+        assert started.wait(30)
+        assert scheduler.busy_with(busy)
+        await pool.get("other", other_tiny_dir)
+        # Over budget, but the running model stays.
+        assert sorted(pool.loaded) == ["busy", "other"]
+    finally:
+        cancel.set()
+    deadline = time.monotonic() + 10
+    while scheduler.busy_with(busy):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    await pool.get("third", tiny_dir)
+    assert pool.loaded == ["third"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,14 @@ from engine.tiny import build_tiny_model
 
 WEIGHT_STD = 0.3
 
-Messages = list[dict[str, Any]]
+Messages = list[Any]  # OpenAI message dicts (typed loosely for the SDK's TypedDicts)
 
 
 def build_test_model(out: Path, *, seed: int = 0) -> Path:
     """A tiny Llama whose greedy output depends on the prompt (see the module docstring)."""
     build_tiny_model(out, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForCausalLM.from_pretrained(out)
+    model: Any = AutoModelForCausalLM.from_pretrained(out)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for weight in model.parameters():
@@ -49,19 +50,19 @@ def build_test_model(out: Path, *, seed: int = 0) -> Path:
     return out
 
 
-def build_lora(base_dir: Path, out: Path) -> Path:
+def build_lora(base_dir: Path, out: Path, *, seed: int = 1) -> Path:
     """A LoRA adapter with random (non-zero) weights on q/v projections of ``base_dir``."""
     from peft import LoraConfig, get_peft_model
 
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    torch.manual_seed(seed)
+    model: Any = AutoModelForCausalLM.from_pretrained(base_dir)
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     peft_model = get_peft_model(model, config)
     with torch.no_grad():  # random init at a scale that visibly changes greedy output
         for name, weight in peft_model.named_parameters():
             if "lora_" in name:
                 weight.copy_(torch.randn_like(weight) * 0.5)
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(str(out))
     return out
 
 
@@ -120,6 +121,16 @@ PROMPTS = [
 """Prompts of different lengths."""
 
 
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """In-process torch work here is on models of 0.1M parameters, where a second intra-op
+    thread costs more than it gains (10x slower on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_test_model(tmp_path_factory.mktemp("tiny"), seed=0)
@@ -134,6 +145,11 @@ def other_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def lora_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_lora(tiny_dir, tmp_path_factory.mktemp("tiny-lora"))
+
+
+@pytest.fixture(scope="session")
+def other_lora_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_lora(tiny_dir, tmp_path_factory.mktemp("tiny-lora-other"), seed=2)
 
 
 @functools.cache
@@ -160,6 +176,11 @@ def other_ref(other_tiny_dir: Path) -> Reference:
 @pytest.fixture(scope="session")
 def lora_ref(tiny_dir: Path, lora_dir: Path) -> Reference:
     return _reference(tiny_dir, lora_dir)
+
+
+@pytest.fixture(scope="session")
+def other_lora_ref(tiny_dir: Path, other_lora_dir: Path) -> Reference:
+    return _reference(tiny_dir, other_lora_dir)
 
 
 def _register(gateway: Gateway, *args: str) -> None:

@@ -67,7 +67,9 @@ def test_parse_tool_calls_reads_hermes_blocks() -> None:
 
 
 def test_parse_tool_calls_only_calls_leave_no_content() -> None:
-    content, calls = chat_format.parse_tool_calls('<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>')
+    content, calls = chat_format.parse_tool_calls(
+        '<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'
+    )
     assert content is None
     assert len(calls) == 1
 
@@ -154,10 +156,16 @@ def test_tool_call_grammar_accepts_exactly_compact_valid_calls(tokenizer: Any) -
     call = '{"name":"get_weather","arguments":{"city":"Paris"}}'
     assert matcher_accepts(tokenizer, grammar, f"<tool_call>{call}</tool_call>")
     assert not matcher_accepts(tokenizer, grammar, f"<tool_call>{call}")
-    assert not matcher_accepts(tokenizer, grammar, '<tool_call>{"name":"get_time","arguments":{}}</tool_call>')
-    assert not matcher_accepts(tokenizer, grammar, '<tool_call>{"name":"get_weather","arguments":{}}</tool_call>')
+    assert not matcher_accepts(
+        tokenizer, grammar, '<tool_call>{"name":"get_time","arguments":{}}</tool_call>'
+    )
+    assert not matcher_accepts(
+        tokenizer, grammar, '<tool_call>{"name":"get_weather","arguments":{}}</tool_call>'
+    )
     # Whitespace is not free: a weak model could otherwise pad a call until max_tokens.
-    assert not matcher_accepts(tokenizer, grammar, '<tool_call>{ "name":"get_weather","arguments":{"city":"P"}}</tool_call>')
+    assert not matcher_accepts(
+        tokenizer, grammar, '<tool_call>{ "name":"get_weather","arguments":{"city":"P"}}</tool_call>'
+    )
 
 
 def test_json_schema_constraint_rejects_invalid_values(tokenizer: Any) -> None:
@@ -177,7 +185,9 @@ def test_json_schema_constraint_rejects_invalid_values(tokenizer: Any) -> None:
 
 def test_render_prompt_without_tools_is_the_chat_template(tokenizer: Any) -> None:
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
-    expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    expected = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     assert chat_format.render_prompt(tokenizer, {"messages": messages}) == list(expected)
 
 
@@ -204,7 +214,9 @@ def test_render_prompt_fallback_extends_an_existing_system_message(tokenizer: An
 def test_render_prompt_tool_choice_none_hides_the_tools(tokenizer: Any) -> None:
     messages = [{"role": "user", "content": "weather?"}]
     plain = chat_format.render_prompt(tokenizer, {"messages": messages})
-    hidden = chat_format.render_prompt(tokenizer, {"messages": messages, "tools": [WEATHER], "tool_choice": "none"})
+    hidden = chat_format.render_prompt(
+        tokenizer, {"messages": messages, "tools": [WEATHER], "tool_choice": "none"}
+    )
     assert hidden == plain
 
 
@@ -228,7 +240,10 @@ def test_render_prompt_fallback_replays_calls_and_results(tokenizer: Any) -> Non
         "tools": [WEATHER],
     }
     text = rendered(tokenizer, body)
-    assert '<|im_start|>assistant\n<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>' in text
+    assert (
+        '<|im_start|>assistant\n<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>'
+        in text
+    )
     assert "<|im_start|>user\n<tool_response>sunny</tool_response><|im_end|>" in text
 
 
@@ -241,7 +256,9 @@ def test_render_prompt_native_template_receives_the_tools(tokenizer: Any) -> Non
             {"role": "user", "content": "weather?"},
             {
                 "role": "assistant",
-                "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city":"X"}'}}],
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": '{"city":"X"}'}}
+                ],
             },
         ],
         "tools": [WEATHER],

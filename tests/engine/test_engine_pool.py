@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.conftest import PROMPTS, Reference, user
 from tunepipe.engine.loading import load_model_dir
 from tunepipe.engine.pool import ModelPool
 from tunepipe.engine.scheduler import Scheduler
@@ -78,28 +79,50 @@ async def test_pool_loads_once_under_concurrent_requests(
 
 
 async def test_pool_never_evicts_a_model_the_scheduler_is_using(
-    scheduler: Scheduler, model_bytes: int, tiny_dir: Path, other_tiny_dir: Path
+    scheduler: Scheduler, model_bytes: int, tiny_dir: Path, other_tiny_dir: Path, tiny_ref: Reference
 ) -> None:
     pool = pool_for(scheduler, model_bytes, 1.5)
     busy = await pool.get("busy", tiny_dir)
-    started = threading.Event()
+    paused, resume = threading.Event(), threading.Event()
+    deltas = 0
 
     def emit(delta: Delta) -> None:
-        started.set()
+        # Hold the engine thread mid-generation (third token): the model is certainly in use.
+        nonlocal deltas
+        deltas += 1
+        if deltas == 3:
+            paused.set()
+            resume.wait(30)
 
-    spec = SequenceSpec(index=0, prompt_ids=[1, 5, 6, 7], params=SamplingParams(temperature=0.0, max_tokens=10**6))
+    # A prompt whose greedy continuation runs 40 tokens without an end of turn.
+    prompt = tiny_ref.prompt_ids(user(PROMPTS[1]))
+    spec = SequenceSpec(index=0, prompt_ids=prompt, params=SamplingParams(temperature=0.0, max_tokens=10**6))
     cancel = scheduler.submit(busy, [spec], emit)
     try:
-        assert started.wait(30)
+        assert paused.wait(30)
         assert scheduler.busy_with(busy)
         await pool.get("other", other_tiny_dir)
         # Over budget, but the running model stays.
         assert sorted(pool.loaded) == ["busy", "other"]
     finally:
         cancel.set()
+        resume.set()
     deadline = time.monotonic() + 10
     while scheduler.busy_with(busy):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
+    assert deltas == 3
     await pool.get("third", tiny_dir)
     assert pool.loaded == ["third"]
+
+
+async def test_pool_serves_a_reregistered_name_from_its_new_directory(
+    scheduler: Scheduler, model_bytes: int, tiny_dir: Path, other_tiny_dir: Path
+) -> None:
+    pool = pool_for(scheduler, model_bytes, 4)
+    first = await pool.get("name", tiny_dir)
+    again = await pool.get("name", other_tiny_dir)
+    assert again is not first and again.path == other_tiny_dir
+    assert not same_weights(first.model, again.model)
+    assert pool.loaded == ["name"]
+    assert await pool.get("name", other_tiny_dir) is again

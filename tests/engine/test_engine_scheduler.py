@@ -92,7 +92,9 @@ def greedy_spec(ref: Reference, prompt: str, max_tokens: int, index: int = 0) ->
     )
 
 
-def assert_matches_generate(ref: Reference, prompt: str, max_tokens: int, got: Collector, index: int = 0) -> None:
+def assert_matches_generate(
+    ref: Reference, prompt: str, max_tokens: int, got: Collector, index: int = 0
+) -> None:
     text, ids = ref.greedy_with_ids(user(prompt), max_tokens)
     assert got.joined(index) == text, prompt
     assert got.tokens[index] == len(ids)
@@ -155,7 +157,9 @@ def make_row(loaded: LoadedModel, spec: SequenceSpec, got: Collector) -> Row:
     )
 
 
-def test_batch_merging_rows_between_steps_keeps_every_row_exact(loaded: LoadedModel, tiny_ref: Reference) -> None:
+def test_batch_merging_rows_between_steps_keeps_every_row_exact(
+    loaded: LoadedModel, tiny_ref: Reference
+) -> None:
     """Deterministic interleaving on one Batch: a longer prompt joins (the running cache is
     padded), then a shorter one (the newcomer is padded), while other rows finish and leave."""
     plan = [

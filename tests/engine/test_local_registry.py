@@ -17,7 +17,10 @@ from engine.conftest import PROMPTS, Reference, user
 
 def greedy(gateway: Gateway, model: str, prompt: str, max_tokens: int = 24) -> str:
     r = gateway.client().chat.completions.create(
-        model=model, messages=user(prompt), temperature=0, max_tokens=max_tokens  # type: ignore[arg-type]
+        model=model,
+        messages=user(prompt),
+        temperature=0,
+        max_tokens=max_tokens,
     )
     return str(r.choices[0].message.content)
 
@@ -138,3 +141,58 @@ def test_local_lora_and_base_requests_share_batches(
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
         got = list(pool.map(lambda job: greedy(local, *job), jobs))
     assert got == expected
+
+
+def test_local_adapter_name_reused_for_another_adapter_serves_the_new_one(
+    local: Gateway, lora_dir: Path, other_lora_dir: Path, lora_ref: Reference, other_lora_ref: Reference
+) -> None:
+    name = f"relora-{uuid.uuid4().hex[:6]}"
+    with local.http() as h:
+        assert (
+            h.post("/base-models", json={"source": str(lora_dir), "name": name, "base": "tiny"}).status_code
+            == 201
+        )
+        assert greedy(local, f"local:{name}", PROMPTS[2]) == lora_ref.greedy(user(PROMPTS[2]), 24)
+        assert h.delete(f"/base-models/{name}").status_code == 200
+        r = h.post("/base-models", json={"source": str(other_lora_dir), "name": name, "base": "tiny"})
+        assert r.status_code == 201
+    expected = other_lora_ref.greedy(user(PROMPTS[2]), 24)
+    assert expected != lora_ref.greedy(user(PROMPTS[2]), 24)
+    assert greedy(local, f"local:{name}", PROMPTS[2]) == expected
+    with local.http() as h:
+        assert h.delete(f"/base-models/{name}").status_code == 200
+
+
+def test_local_attaching_an_adapter_leaves_running_base_requests_exact(
+    local: Gateway, tiny_dir: Path, lora_dir: Path, tiny_ref: Reference, lora_ref: Reference
+) -> None:
+    """The first request for an adapter loads it into the base model that other requests are
+    decoding with at that moment; their output must not change."""
+    suffix = uuid.uuid4().hex[:6]
+    base, adapter = f"race-{suffix}", f"race-lora-{suffix}"
+    with local.http() as h:
+        assert h.post("/base-models", json={"source": str(tiny_dir), "name": base}).status_code == 201
+        assert (
+            h.post("/base-models", json={"source": str(lora_dir), "name": adapter, "base": base}).status_code
+            == 201
+        )
+    try:
+        client = local.client()
+        budget = 150
+        stream = client.chat.completions.create(
+            model=f"local:{base}", messages=user(PROMPTS[0]), temperature=0, max_tokens=budget, stream=True
+        )
+        text = ""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            adapted = None
+            for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+                if adapted is None and len(text) > 5:
+                    adapted = pool.submit(greedy, local, f"local:{adapter}", PROMPTS[1])
+            assert adapted is not None
+            assert adapted.result() == lora_ref.greedy(user(PROMPTS[1]), 24)
+        assert text == tiny_ref.greedy(user(PROMPTS[0]), budget)
+    finally:
+        with local.http() as h:
+            h.delete(f"/base-models/{adapter}")
+            h.delete(f"/base-models/{base}")

@@ -19,11 +19,12 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-WORDS = (
+_TEXT = (
     "the cat dog sat on a mat and ran to big small red blue green house tree car road city name age "
     "is was of in it he she they we you hello world yes no json true false null paris london tokyo "
     "alice bob carol thirty forty twenty call function weather tool answer question what where when"
-).split()
+)
+WORDS = _TEXT.split(" ")
 
 
 def corpus(n: int = 400) -> list[str]:

@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from tunepipe.api.json import json_response
@@ -55,6 +56,12 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_disconnected(_request: Request, _exc: Exception) -> Response:
+    # The client hung up before its request body arrived: nothing failed here and nobody is left
+    # to answer, so no traceback; the server drops this response.
+    return Response(status_code=400)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(TunepipeError("Internal server error"))
@@ -64,4 +71,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TunepipeError, _tunepipe_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(Exception, _unexpected)

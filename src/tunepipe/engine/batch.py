@@ -85,17 +85,18 @@ class Batch:
         adapters: list[str],
     ) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
-        if self.loaded.adapters:
-            kwargs["adapter_names"] = adapters
-        out = self.loaded.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **kwargs,
-        )
+        with self.loaded.lock:  # never while an adapter is being attached (see LoadedModel.lock)
+            if self.loaded.adapters:
+                kwargs["adapter_names"] = adapters
+            out = self.loaded.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **kwargs,
+            )
         logits: torch.Tensor = out.logits[:, -1, :].float()
         return logits
 

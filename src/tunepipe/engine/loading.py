@@ -8,6 +8,7 @@ directory (see :mod:`tunepipe.engine.sources`).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ class LoadedModel:
     nbytes: int
     adapters: dict[str, Path] = field(default_factory=dict)
     constraint_factory: Any = None  # built on first constrained request
+    # Held by every forward pass and by adapter changes: attaching an adapter rewrites the
+    # model's modules in place, which a forward pass on the engine thread must never see half done.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def vocab_size(self) -> int:
@@ -96,17 +100,22 @@ def attach_adapter(loaded: LoadedModel, adapter: str, path: Path) -> None:
     """Load a LoRA adapter next to the others on this base model (selected per request)."""
     from peft import PeftModel
 
-    if adapter in loaded.adapters:
-        return
-    if not isinstance(loaded.model, PeftModel):
-        loaded.model = PeftModel.from_pretrained(loaded.model, path, adapter_name=adapter)
-        loaded.model.eval()
-    else:
-        loaded.model.load_adapter(path, adapter_name=adapter)
-    loaded.adapters[adapter] = path
+    with loaded.lock:
+        if loaded.adapters.get(adapter) == path:
+            return
+        if adapter in loaded.adapters:  # the name was registered again for another adapter
+            loaded.model.delete_adapter(adapter)
+            del loaded.adapters[adapter]
+        if not isinstance(loaded.model, PeftModel):
+            loaded.model = PeftModel.from_pretrained(loaded.model, path, adapter_name=adapter)
+            loaded.model.eval()
+        else:
+            loaded.model.load_adapter(path, adapter_name=adapter)
+        loaded.adapters[adapter] = path
 
 
 def detach_adapter(loaded: LoadedModel, adapter: str) -> None:
-    if adapter in loaded.adapters:
-        loaded.model.delete_adapter(adapter)
-        del loaded.adapters[adapter]
+    with loaded.lock:
+        if adapter in loaded.adapters:
+            loaded.model.delete_adapter(adapter)
+            del loaded.adapters[adapter]

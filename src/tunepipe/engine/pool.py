@@ -38,21 +38,30 @@ class ModelPool:
     async def get(self, name: str, path: Path | Callable[[], Path]) -> LoadedModel:
         """The loaded model ``name``, loading it from ``path`` if needed."""
         self._last_used[name] = time.monotonic()
-        model = self._models.get(name)
+        model = self._current(name, path)
         if model is not None:
             return model
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            model = self._models.get(name)
+            model = self._current(name, path)
             if model is None:
+                self._models.pop(name, None)
                 where = path() if callable(path) else path
                 model = await asyncio.to_thread(load_model_dir, name, where, device=self._device)
                 self._make_room(model.nbytes, keep=name)
                 self._models[name] = model
         return model
 
+    def _current(self, name: str, path: Path | Callable[[], Path]) -> LoadedModel | None:
+        """The loaded ``name``, unless the name now stands for another directory (removed and
+        registered again): then the loaded weights are stale."""
+        model = self._models.get(name)
+        if model is not None and not callable(path) and model.path != path:
+            return None
+        return model
+
     async def adapter(self, base: LoadedModel, adapter: str, path: Path) -> None:
-        if adapter not in base.adapters:
+        if base.adapters.get(adapter) != path:
             # Adapter weights load quickly (~0.2 s for SmolLM2) but still off the event loop.
             await asyncio.to_thread(attach_adapter, base, adapter, path)
 

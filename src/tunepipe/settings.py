@@ -93,6 +93,9 @@ class Settings(BaseSettings):
         description="Memory for loaded local models before the least recently used are unloaded.",
     )
     local_max_batch: int = Field(32, description="Most sequences decoded together per model.")
+    local_threads: int = Field(
+        0, description="CPU threads for local inference (0: every core this process may use)."
+    )
     local_default_max_tokens: int = Field(
         1024, description="Completion length for local models when a request sets no max_tokens."
     )

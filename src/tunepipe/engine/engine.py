@@ -17,9 +17,12 @@ from tunepipe.engine.types import Delta, SequenceSpec
 
 
 class LocalEngine:
-    def __init__(self, *, memory_budget_bytes: int, device: str | None = None, max_batch: int = 32) -> None:
-        # Torch's default thread count can exceed the cores this process may use.
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    def __init__(
+        self, *, memory_budget_bytes: int, device: str | None = None, max_batch: int = 32, threads: int = 0
+    ) -> None:
+        # Torch's default thread count can exceed the cores this process may use; 0 means all
+        # of those (a busy machine can be faster with fewer, hence the setting).
+        torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0))))
         self.scheduler = Scheduler(max_batch=max_batch)
         self.pool = ModelPool(self.scheduler, memory_budget_bytes=memory_budget_bytes, device=device)
 

@@ -40,6 +40,7 @@ class LocalModels:
                 memory_budget_bytes=int(self._settings.local_memory_budget_gb * 1e9),
                 device=self._settings.local_device,
                 max_batch=self._settings.local_max_batch,
+                threads=self._settings.local_threads,
             )
         return self._engine
 

@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from tunepipe import __version__
 from tunepipe.api import errors
 from tunepipe.api.routes import base_models as base_models_routes
-from tunepipe.api.routes import chat, logs, models, providers, system
+from tunepipe.api.routes import chat, datasets, logs, models, providers, system
+from tunepipe.api.routes import pruning_rules as pruning_rules_routes
 from tunepipe.api.state import AppState
 from tunepipe.db.engine import make_engine
 from tunepipe.db.log_writer import LogWriter
@@ -26,9 +27,11 @@ from tunepipe.providers.http import new_session
 from tunepipe.services.auth import Authenticator
 from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
+from tunepipe.services.datasets import DatasetService
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
 from tunepipe.services.providers import ProviderService
+from tunepipe.services.pruning import PruningService
 from tunepipe.services.request_log import RequestLogger
 from tunepipe.services.routing import Router
 from tunepipe.settings import Settings
@@ -87,9 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             router=router,
             chat=ChatService(router, RequestLogger(writer)),
             logs=LogService(engine, writer),
+            datasets=DatasetService(engine),
             providers=ProviderService(engine, box, router),
             base_models=base_models,
             local=local,
+            pruning=PruningService(engine),
         )
         tune_gc()
         try:
@@ -107,8 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for prefix in API_PREFIXES:
         chat.add_routes(app, prefix)
     for prefix in API_PREFIXES:
-        for module in (models, logs, providers, base_models_routes):
+        for module in (models, logs, datasets, providers, base_models_routes):
             app.include_router(module.router, prefix=prefix)
+        app.include_router(pruning_rules_routes.router, prefix=prefix)
     app.include_router(system.router)
     return app
 

@@ -12,9 +12,11 @@ from tunepipe.db.secrets import SecretBox
 from tunepipe.services.auth import Authenticator
 from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
+from tunepipe.services.datasets import DatasetService
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
 from tunepipe.services.providers import ProviderService
+from tunepipe.services.pruning import PruningService
 from tunepipe.services.routing import Router
 from tunepipe.settings import Settings
 
@@ -30,6 +32,8 @@ class AppState:
     router: Router
     chat: ChatService
     logs: LogService
+    datasets: DatasetService
     providers: ProviderService
     base_models: BaseModelService
     local: LocalModels
+    pruning: PruningService

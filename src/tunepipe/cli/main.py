@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from tunepipe import __version__
+from tunepipe.cli.pruning_rules import pruning_rules_app
 from tunepipe.errors import TunepipeError
 from tunepipe.services import setup
 from tunepipe.settings import Settings
@@ -36,6 +37,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(providers_app, name="providers")
 app.add_typer(db_app, name="db")
 app.add_typer(base_models_app, name="base-models")
+app.add_typer(pruning_rules_app, name="pruning-rules")
 
 console = Console()
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]

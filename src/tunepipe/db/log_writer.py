@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from tunepipe.db.bulk_insert import insert_rows
 from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
 
 log = logging.getLogger(__name__)
@@ -151,10 +152,10 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
             {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in labels.items()
         )
     with engine.begin() as conn:
-        conn.execute(insert(logged_calls), calls)
-        conn.execute(insert(logged_call_bodies), bodies)
-        if meta:
-            conn.execute(insert(logged_call_metadata), meta)
+        # Multi-row statements, not executemany: see db/bulk_insert.py.
+        insert_rows(conn, logged_calls, calls)
+        insert_rows(conn, logged_call_bodies, bodies)
+        insert_rows(conn, logged_call_metadata, meta)
 
 
 @dataclass(slots=True)

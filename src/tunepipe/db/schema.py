@@ -147,3 +147,58 @@ base_models = Table(
     Column("base", String(300), nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Training data. An entry's input (messages without the final assistant message, tools, …) and
+# its output (that final assistant message) are kept apart: relabelling replaces only the output,
+# and `input_hash` finds duplicates and fixes the split. JSON columns hold orjson text.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("train_ratio", Float, nullable=False, default=0.9),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "project_id", "created_at"),
+)
+
+dataset_entries = Table(
+    "dataset_entries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("dataset_id", String(36), ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("split", String(8), nullable=False),  # TRAIN | TEST
+    Column("messages", Text, nullable=False),  # the input messages, without the output
+    Column("output", Text, nullable=False),  # the final assistant message: the training target
+    Column("tools", Text, nullable=True),
+    Column("tool_choice", Text, nullable=True),
+    Column("response_format", Text, nullable=True),
+    Column("rejected_message", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("original_output", Text, nullable=True),  # the output before the first edit/relabel
+    Column("provenance", String(24), nullable=False),
+    Column("logged_call_id", String(36), nullable=True),
+    Column("input_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "dataset_id", "created_at"),
+    Index(None, "dataset_id", "split"),
+    Index(None, "dataset_id", "input_hash"),
+)
+
+# Pruning rules (spec B.11): applied oldest first, so `created_at` is kept strictly increasing
+# per dataset. A fine-tune holds copies (`fine_tune_id` set, `dataset_id` null) so rules edited
+# later never change an already-trained model.
+pruning_rules = Table(
+    "pruning_rules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("dataset_id", String(36), ForeignKey("datasets.id", ondelete="CASCADE"), nullable=True),
+    Column("fine_tune_id", String(36), nullable=True),
+    Column("text_to_match", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "dataset_id", "created_at"),
+)

@@ -1,0 +1,169 @@
+"""OpenPipe's dataset endpoints (``/datasets``, ``/datasets/{id}/entries``, the deprecated
+``/unstable/dataset*``) and tunepipe's additions: dataset settings, entry listing and editing,
+JSONL export."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+from tunepipe.api.deps import Caller, State, Writer
+from tunepipe.api.json import json_response
+from tunepipe.db.datasets import EntryFilter
+from tunepipe.protocol.datasets import (
+    CreateDatasetRequest,
+    CreateEntriesRequest,
+    UnstableCreateDatasetRequest,
+    UnstableCreateEntriesRequest,
+    UnstableDeleteDatasetRequest,
+    UpdateDatasetRequest,
+    UpdateEntryRequest,
+)
+from tunepipe.services.datasets import (
+    check_metadata_types,
+    dataset_view,
+    entry_view,
+    unstable_dataset_view,
+)
+
+router = APIRouter(tags=["datasets"])
+
+
+@router.get("/datasets")
+async def list_datasets(state: State, caller: Caller) -> Response:
+    datasets = await state.datasets.list_all(caller)
+    return json_response({"object": "list", "data": [dataset_view(d) for d in datasets]})
+
+
+@router.post("/datasets")
+async def create_dataset(body: CreateDatasetRequest, state: State, caller: Writer) -> Response:
+    return json_response(dataset_view(await state.datasets.create(caller, body.name, body.train_ratio)))
+
+
+@router.get("/datasets/{dataset_id}")
+async def get_dataset(dataset_id: str, state: State, caller: Caller) -> Response:
+    return json_response(dataset_view(await state.datasets.get(caller, dataset_id)))
+
+
+@router.patch("/datasets/{dataset_id}")
+async def update_dataset(
+    dataset_id: str, body: UpdateDatasetRequest, state: State, caller: Writer
+) -> Response:
+    ds = await state.datasets.update(caller, dataset_id, name=body.name, train_ratio=body.train_ratio)
+    return json_response(dataset_view(ds))
+
+
+@router.delete("/datasets/{dataset_id}")
+async def delete_dataset(dataset_id: str, state: State, caller: Writer) -> Response:
+    deleted = await state.datasets.delete(caller, dataset_id)
+    return json_response({"id": dataset_id, "object": "dataset", "deleted": deleted})
+
+
+@router.post("/datasets/{dataset_id}/entries")
+async def create_entries(
+    dataset_id: str, body: CreateEntriesRequest, state: State, caller: Writer
+) -> Response:
+    check_metadata_types(body.entries)
+    created, errors = await state.datasets.add_entries(caller, dataset_id, body.entries)
+    return json_response(
+        {
+            "object": "dataset.entries.creation",
+            "entries_created": created,
+            "errors": {
+                "object": "list",
+                "data": [
+                    {"object": "dataset.entries.creation.error", "entry_index": i, "message": m}
+                    for i, m in errors
+                ],
+            },
+        }
+    )
+
+
+@router.get("/datasets/{dataset_id}/entries")
+async def list_entries(
+    dataset_id: str,
+    state: State,
+    caller: Caller,
+    split: str | None = None,
+    provenance: str | None = None,
+    contains: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response:
+    f = EntryFilter(split=split or None, provenance=provenance or None, contains=contains or None)
+    entries, next_cursor = await state.datasets.page(caller, dataset_id, f, cursor, limit)
+    return json_response(
+        {
+            "object": "list",
+            "data": [entry_view(e) for e in entries],
+            "has_more": next_cursor is not None,
+            "next_cursor": next_cursor,
+        }
+    )
+
+
+@router.get("/datasets/{dataset_id}/export")
+async def export_dataset(
+    dataset_id: str, state: State, caller: Caller, include_split: bool = True
+) -> Response:
+    """Stream the dataset as JSONL (spec D), re-importable as is."""
+    ds = await state.datasets.get(caller, dataset_id)
+    lines = state.datasets.export_lines(caller, ds.id, include_split=include_split)
+    return StreamingResponse(
+        iterate_in_threadpool(lines),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="dataset.jsonl"'},
+    )
+
+
+@router.get("/datasets/{dataset_id}/entries/{entry_id}")
+async def get_entry(dataset_id: str, entry_id: str, state: State, caller: Caller) -> Response:
+    return json_response(entry_view(await state.datasets.get_entry(caller, dataset_id, entry_id)))
+
+
+@router.patch("/datasets/{dataset_id}/entries/{entry_id}")
+async def update_entry(
+    dataset_id: str, entry_id: str, body: UpdateEntryRequest, state: State, caller: Writer
+) -> Response:
+    return json_response(entry_view(await state.datasets.update_entry(caller, dataset_id, entry_id, body)))
+
+
+@router.delete("/datasets/{dataset_id}/entries/{entry_id}")
+async def delete_entry(dataset_id: str, entry_id: str, state: State, caller: Writer) -> Response:
+    await state.datasets.delete_entry(caller, dataset_id, entry_id)
+    return json_response({"id": entry_id, "object": "dataset.entry", "deleted": True})
+
+
+# Deprecated OpenPipe routes, kept for older SDKs.
+
+
+@router.post("/unstable/dataset/create")
+async def unstable_create(body: UnstableCreateDatasetRequest, state: State, caller: Writer) -> Response:
+    ds = await state.datasets.create(caller, body.name)
+    return json_response({"datasetId": ds.id})
+
+
+@router.post("/unstable/dataset/delete")
+async def unstable_delete(body: UnstableDeleteDatasetRequest, state: State, caller: Writer) -> Response:
+    await state.datasets.delete(caller, body.dataset_id)
+    return json_response({"datasetId": body.dataset_id})
+
+
+@router.get("/unstable/dataset/list")
+async def unstable_list(state: State, caller: Caller) -> Response:
+    return json_response([unstable_dataset_view(d) for d in await state.datasets.list_all(caller)])
+
+
+@router.post("/unstable/dataset-entry/create")
+async def unstable_create_entries(
+    body: UnstableCreateEntriesRequest, state: State, caller: Writer
+) -> Response:
+    check_metadata_types(body.entries)
+    created, errors = await state.datasets.add_entries(caller, body.dataset_id, body.entries)
+    return json_response(
+        {"createdEntries": created, "errors": [{"index": i, "message": m} for i, m in errors]}
+    )

@@ -1,0 +1,307 @@
+"""Datasets and their entries, every query scoped by project.
+
+Entries are read oldest first by cursor on ``(created_at, id)``; ids of one insert are handed
+out in ascending order, so an upload reads back in file order. "Text contains" is a
+case-insensitive ``LIKE`` over the stored JSON text of the messages and the output.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.sql import Select
+
+from tunepipe.db.schema import dataset_entries, datasets
+from tunepipe.domain.clock import now_ms
+from tunepipe.domain.dataset_entries import EntryData
+from tunepipe.domain.ids import uuid7
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    id: str
+    project_id: str
+    name: str
+    train_ratio: float
+    created_at: int
+    updated_at: int
+    entry_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    id: str
+    dataset_id: str
+    data: EntryData  # split is always set
+    provenance: str
+    logged_call_id: str | None
+    input_hash: str
+    original_output: dict[str, Any] | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    data: EntryData  # split already assigned
+    provenance: str
+    logged_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    split: str | None = None
+    provenance: str | None = None
+    contains: str | None = None
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _count() -> Any:
+    e = dataset_entries.c
+    return select(func.count()).where(e.dataset_id == datasets.c.id).scalar_subquery().label("entry_count")
+
+
+def _to_dataset(row: Any) -> Dataset:
+    return Dataset(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        train_ratio=row.train_ratio,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        entry_count=row.entry_count,
+    )
+
+
+def create_dataset(engine: Engine, project_id: str, name: str, train_ratio: float) -> Dataset:
+    now = now_ms()
+    ds = Dataset(uuid7(), project_id, name, train_ratio, now, now)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(datasets).values(
+                id=ds.id,
+                project_id=project_id,
+                name=name,
+                train_ratio=train_ratio,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return ds
+
+
+def list_datasets(engine: Engine, project_id: str) -> list[Dataset]:
+    query = (
+        select(datasets, _count())
+        .where(datasets.c.project_id == project_id)
+        .order_by(datasets.c.created_at.desc(), datasets.c.id.desc())
+    )
+    with engine.connect() as conn:
+        return [_to_dataset(r) for r in conn.execute(query)]
+
+
+def get_dataset(engine: Engine, project_id: str, dataset_id: str) -> Dataset | None:
+    query = select(datasets, _count()).where(datasets.c.project_id == project_id, datasets.c.id == dataset_id)
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _to_dataset(row) if row else None
+
+
+def update_dataset(engine: Engine, project_id: str, dataset_id: str, changes: dict[str, Any]) -> bool:
+    c = datasets.c
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(datasets)
+            .where(c.project_id == project_id, c.id == dataset_id)
+            .values(**changes, updated_at=now_ms())
+        )
+    return bool(done.rowcount)
+
+
+def delete_dataset(engine: Engine, project_id: str, dataset_id: str) -> bool:
+    c = datasets.c
+    with engine.begin() as conn:
+        # Entries first: SQLite enforces the cascade only with the pragma on, Postgres always.
+        if conn.execute(select(c.id).where(c.project_id == project_id, c.id == dataset_id)).first() is None:
+            return False
+        conn.execute(delete(dataset_entries).where(dataset_entries.c.dataset_id == dataset_id))
+        conn.execute(delete(datasets).where(c.id == dataset_id))
+    return True
+
+
+def _entry_row(dataset_id: str, project_id: str, entry: NewEntry, entry_id: str, now: int) -> dict[str, Any]:
+    d = entry.data
+    return {
+        "id": entry_id,
+        "dataset_id": dataset_id,
+        "project_id": project_id,
+        "split": d.split,
+        "messages": _dumps(d.messages),
+        "output": _dumps(d.output),
+        "tools": _dumps(d.tools),
+        "tool_choice": _dumps(d.tool_choice),
+        "response_format": _dumps(d.response_format),
+        "rejected_message": _dumps(d.rejected_message),
+        "metadata": _dumps(d.metadata or None),
+        "original_output": None,
+        "provenance": entry.provenance,
+        "logged_call_id": entry.logged_call_id,
+        "input_hash": d.input_hash,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_entries(engine: Engine, project_id: str, dataset_id: str, entries: Sequence[NewEntry]) -> int:
+    """Insert in one transaction; the dataset's ``updated_at`` moves too."""
+    if not entries:
+        return 0
+    now = now_ms()
+    ids = sorted(uuid7() for _ in entries)
+    rows = [_entry_row(dataset_id, project_id, e, i, now) for e, i in zip(entries, ids, strict=True)]
+    with engine.begin() as conn:
+        conn.execute(insert(dataset_entries), rows)
+        conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
+    return len(rows)
+
+
+def _to_entry(row: Any) -> StoredEntry:
+    return StoredEntry(
+        id=row.id,
+        dataset_id=row.dataset_id,
+        data=EntryData(
+            messages=_loads(row.messages),
+            output=_loads(row.output),
+            tools=_loads(row.tools),
+            tool_choice=_loads(row.tool_choice),
+            response_format=_loads(row.response_format),
+            rejected_message=_loads(row.rejected_message),
+            split=row.split,
+            metadata=_loads(row.metadata) or {},
+        ),
+        provenance=row.provenance,
+        logged_call_id=row.logged_call_id,
+        input_hash=row.input_hash,
+        original_output=_loads(row.original_output),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def encode_cursor(created_at: int, entry_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at}:{entry_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ``ValueError`` for a cursor this server did not make."""
+    at, sep, entry_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    if not sep or not entry_id or "\x00" in entry_id or abs(at_ms := int(at)) >= 2**63:
+        raise ValueError("not an entry cursor")
+    return at_ms, entry_id
+
+
+def _page_query(
+    project_id: str, dataset_id: str, f: EntryFilter, after: tuple[int, str] | None, limit: int
+) -> Select[Any]:
+    e = dataset_entries.c
+    conds: list[Any] = [e.project_id == project_id, e.dataset_id == dataset_id]
+    if f.split is not None:
+        conds.append(e.split == f.split)
+    if f.provenance is not None:
+        conds.append(e.provenance == f.provenance)
+    if f.contains:
+        needle = f.contains.lower()
+        conds.append(
+            or_(
+                func.lower(e.messages).contains(needle, autoescape=True),
+                func.lower(e.output).contains(needle, autoescape=True),
+            )
+        )
+    if after is not None:
+        at, entry_id = after
+        conds.append(or_(e.created_at > at, and_(e.created_at == at, e.id > entry_id)))
+    return select(dataset_entries).where(*conds).order_by(e.created_at, e.id).limit(limit)
+
+
+def list_entries(
+    engine: Engine,
+    project_id: str,
+    dataset_id: str,
+    f: EntryFilter,
+    *,
+    after: tuple[int, str] | None = None,
+    limit: int = 50,
+) -> tuple[list[StoredEntry], str | None]:
+    """One page, oldest first, and the next page's cursor (None on the last page)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_page_query(project_id, dataset_id, f, after, limit + 1)).all()
+    entries = [_to_entry(r) for r in rows[:limit]]
+    if len(rows) <= limit:
+        return entries, None
+    return entries, encode_cursor(entries[-1].created_at, entries[-1].id)
+
+
+def iter_entries(
+    engine: Engine, project_id: str, dataset_id: str, f: EntryFilter, *, page_size: int = 500
+) -> Iterator[StoredEntry]:
+    """Every matching entry, oldest first, page by page (bounded memory)."""
+    after: tuple[int, str] | None = None
+    while True:
+        page, cursor = list_entries(engine, project_id, dataset_id, f, after=after, limit=page_size)
+        yield from page
+        if cursor is None:
+            return
+        after = (page[-1].created_at, page[-1].id)
+
+
+def get_entry(engine: Engine, project_id: str, dataset_id: str, entry_id: str) -> StoredEntry | None:
+    e = dataset_entries.c
+    query = select(dataset_entries).where(
+        e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _to_entry(row) if row else None
+
+
+def update_entry(
+    engine: Engine, project_id: str, dataset_id: str, entry_id: str, changes: dict[str, Any]
+) -> bool:
+    """``changes`` maps columns to Python values; JSON columns are encoded here."""
+    json_columns = {"messages", "output", "tools", "tool_choice", "response_format", "rejected_message"}
+    json_columns |= {"metadata", "original_output"}
+    values = {k: (_dumps(v) if k in json_columns else v) for k, v in changes.items()}
+    e = dataset_entries.c
+    now = now_ms()
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(dataset_entries)
+            .where(e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id)
+            .values(**values, updated_at=now)
+        )
+        if done.rowcount:
+            conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
+    return bool(done.rowcount)
+
+
+def delete_entry(engine: Engine, project_id: str, dataset_id: str, entry_id: str) -> bool:
+    e = dataset_entries.c
+    with engine.begin() as conn:
+        done = conn.execute(
+            delete(dataset_entries).where(
+                e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id
+            )
+        )
+    return bool(done.rowcount)

@@ -1,0 +1,147 @@
+"""Pruning rules of a dataset: rows of ``pruning_rules``, returned as frozen values.
+
+Every function takes the project id and matches it, so a rule of another project is simply not
+found. Rules are ordered by ``created_at``, which :func:`add_rule` keeps strictly increasing
+per dataset (two rules added in the same millisecond still have an order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Row, delete, func, insert, select, update
+
+from tunepipe.db.schema import dataset_entries, datasets, pruning_rules
+from tunepipe.domain.clock import now_ms
+from tunepipe.domain.ids import uuid7
+
+ENTRY_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PruningRule:
+    id: str
+    project_id: str
+    dataset_id: str | None
+    fine_tune_id: str | None
+    text_to_match: str
+    created_at: int
+
+
+def _rule(row: Row[Any]) -> PruningRule:
+    return PruningRule(
+        id=row.id,
+        project_id=row.project_id,
+        dataset_id=row.dataset_id,
+        fine_tune_id=row.fine_tune_id,
+        text_to_match=row.text_to_match,
+        created_at=row.created_at,
+    )
+
+
+def dataset_exists(engine: Engine, project_id: str, dataset_id: str) -> bool:
+    query = select(datasets.c.id).where(datasets.c.id == dataset_id, datasets.c.project_id == project_id)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def list_rules(engine: Engine, project_id: str, dataset_id: str) -> list[PruningRule]:
+    query = (
+        select(pruning_rules)
+        .where(pruning_rules.c.project_id == project_id, pruning_rules.c.dataset_id == dataset_id)
+        .order_by(pruning_rules.c.created_at, pruning_rules.c.id)
+    )
+    with engine.connect() as conn:
+        return [_rule(r) for r in conn.execute(query)]
+
+
+def get_rule(engine: Engine, project_id: str, dataset_id: str, rule_id: str) -> PruningRule | None:
+    query = select(pruning_rules).where(
+        pruning_rules.c.id == rule_id,
+        pruning_rules.c.project_id == project_id,
+        pruning_rules.c.dataset_id == dataset_id,
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _rule(row) if row is not None else None
+
+
+def add_rule(engine: Engine, project_id: str, dataset_id: str, text: str) -> PruningRule:
+    with engine.begin() as conn:
+        last = conn.execute(
+            select(func.max(pruning_rules.c.created_at)).where(pruning_rules.c.dataset_id == dataset_id)
+        ).scalar()
+        rule = PruningRule(
+            id=uuid7(),
+            project_id=project_id,
+            dataset_id=dataset_id,
+            fine_tune_id=None,
+            text_to_match=text,
+            created_at=max(now_ms(), (last or 0) + 1),
+        )
+        conn.execute(
+            insert(pruning_rules).values(
+                id=rule.id,
+                project_id=project_id,
+                dataset_id=dataset_id,
+                fine_tune_id=None,
+                text_to_match=text,
+                created_at=rule.created_at,
+            )
+        )
+    return rule
+
+
+def update_rule(engine: Engine, project_id: str, dataset_id: str, rule_id: str, text: str) -> bool:
+    """Change a rule's text (its place in the order stays); False if there is no such rule."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(pruning_rules)
+            .where(
+                pruning_rules.c.id == rule_id,
+                pruning_rules.c.project_id == project_id,
+                pruning_rules.c.dataset_id == dataset_id,
+            )
+            .values(text_to_match=text)
+        )
+    return bool(result.rowcount)
+
+
+def delete_rule(engine: Engine, project_id: str, dataset_id: str, rule_id: str) -> bool:
+    with engine.begin() as conn:
+        result = conn.execute(
+            delete(pruning_rules).where(
+                pruning_rules.c.id == rule_id,
+                pruning_rules.c.project_id == project_id,
+                pruning_rules.c.dataset_id == dataset_id,
+            )
+        )
+    return bool(result.rowcount)
+
+
+def rules_with_ids(engine: Engine, dataset_id: str, ids: Sequence[str]) -> list[PruningRule]:
+    """The dataset's rules among ``ids``, oldest first (ids that are not its rules are left out)."""
+    if not ids:
+        return []
+    query = (
+        select(pruning_rules)
+        .where(pruning_rules.c.dataset_id == dataset_id, pruning_rules.c.id.in_(list(ids)))
+        .order_by(pruning_rules.c.created_at, pruning_rules.c.id)
+    )
+    with engine.connect() as conn:
+        return [_rule(r) for r in conn.execute(query)]
+
+
+def iter_entry_messages(engine: Engine, project_id: str, dataset_id: str) -> Iterator[str]:
+    """The JSON text of every entry's input messages, streamed in batches (bounded memory)."""
+    query = (
+        select(dataset_entries.c.messages)
+        .where(dataset_entries.c.dataset_id == dataset_id, dataset_entries.c.project_id == project_id)
+        .order_by(dataset_entries.c.created_at, dataset_entries.c.id)
+    )
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=ENTRY_BATCH).execute(query)
+        for row in result:
+            yield row.messages

@@ -1,0 +1,163 @@
+"""The pruning-rule service on a real, migrated SQLite database, with dataset rows inserted
+directly: project scoping, ordering, the savings report, and the texts a fine-tune copies."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, insert
+
+from tunepipe.db.engine import make_engine
+from tunepipe.db.migrate import upgrade
+from tunepipe.db.projects import create_project
+from tunepipe.db.schema import dataset_entries, datasets
+from tunepipe.domain.clock import now_ms
+from tunepipe.domain.ids import uuid7
+from tunepipe.errors import InvalidRequest, NotFound
+from tunepipe.services.pruning import PruningService
+
+SYSTEM = "You are a meticulous assistant. Always answer in valid JSON."
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(f"sqlite:///{tmp_path / 'pr.db'}")
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def make_dataset(engine: Engine, project_id: str, entries: list[list[dict[str, Any]]]) -> str:
+    dataset_id = uuid7()
+    now = now_ms()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(datasets).values(
+                id=dataset_id,
+                project_id=project_id,
+                name="d",
+                train_ratio=0.9,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for i, messages in enumerate(entries):
+            conn.execute(
+                insert(dataset_entries).values(
+                    id=uuid7(),
+                    dataset_id=dataset_id,
+                    project_id=project_id,
+                    split="TRAIN",
+                    messages=orjson.dumps(messages).decode(),
+                    output=orjson.dumps({"role": "assistant", "content": SYSTEM}).decode(),
+                    provenance="api",
+                    input_hash=f"{i:064d}",
+                    created_at=now + i,
+                    updated_at=now + i,
+                )
+            )
+    return dataset_id
+
+
+@pytest.fixture
+def project(engine: Engine) -> str:
+    return create_project(engine, "p").id
+
+
+@pytest.fixture
+def service(engine: Engine) -> PruningService:
+    return PruningService(engine)
+
+
+def test_pruning_rules_crud_in_creation_order(engine: Engine, project: str, service: PruningService) -> None:
+    ds = make_dataset(engine, project, [])
+    # Added within the same millisecond, they still keep the order they were added in.
+    ids = [service.add_sync(project, ds, t).id for t in ("c", "a", "b")]
+    assert [r.id for r in service.list_sync(project, ds)] == ids
+    updated = service.update_sync(project, ds, ids[0], "z")
+    assert (updated.text_to_match, [r.text_to_match for r in service.list_sync(project, ds)]) == (
+        "z",
+        ["z", "a", "b"],
+    )
+    service.remove_sync(project, ds, ids[1])
+    assert [r.text_to_match for r in service.list_sync(project, ds)] == ["z", "b"]
+    with pytest.raises(NotFound):
+        service.remove_sync(project, ds, ids[1])
+
+
+def test_pruning_rules_reject_empty_text(engine: Engine, project: str, service: PruningService) -> None:
+    ds = make_dataset(engine, project, [])
+    with pytest.raises(InvalidRequest):
+        service.add_sync(project, ds, "")
+
+
+def test_pruning_rules_are_scoped_to_the_project(
+    engine: Engine, project: str, service: PruningService
+) -> None:
+    other = create_project(engine, "other").id
+    ds = make_dataset(engine, project, [])
+    rule = service.add_sync(project, ds, "x")
+    with pytest.raises(NotFound):
+        service.list_sync(other, ds)
+    with pytest.raises(NotFound):
+        service.add_sync(other, ds, "y")
+    with pytest.raises(NotFound):
+        service.remove_sync(other, ds, rule.id)
+    with pytest.raises(NotFound):
+        service.report_sync(other, ds)
+    with pytest.raises(NotFound):
+        service.list_sync(project, "no-such-dataset")
+
+
+def test_pruning_report_counts_matches_and_tokens_per_rule(
+    engine: Engine, project: str, service: PruningService
+) -> None:
+    ds = make_dataset(
+        engine,
+        project,
+        [
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "one"}],
+            [{"role": "system", "content": f"{SYSTEM} Extra."}, {"role": "user", "content": "two"}],
+            [{"role": "user", "content": "nothing to prune"}],
+        ],
+    )
+    first = service.add_sync(project, ds, SYSTEM)
+    second = service.add_sync(project, ds, " Extra.")
+    report = service.report_sync(project, ds)
+    assert (report["entries"], report["entriesChanged"], report["messagesDropped"]) == (3, 2, 2)
+    rows = {r["id"]: r for r in report["data"]}
+    per_rule = len(SYSTEM) // 4 + (len(SYSTEM) % 4 > 0)
+    assert (rows[first.id]["matches"], rows[first.id]["tokensSaved"]) == (2, 2 * per_rule)
+    assert (rows[second.id]["matches"], rows[second.id]["tokensSaved"]) == (1, 2)
+    assert report["tokensSaved"] == 2 * per_rule + 2
+
+
+def test_pruning_report_uses_the_given_tokenizer(engine: Engine, project: str) -> None:
+    service = PruningService(engine, count_tokens=lambda s: len(s.split()))
+    ds = make_dataset(engine, project, [[{"role": "user", "content": f"{SYSTEM} {SYSTEM}"}]])
+    service.add_sync(project, ds, SYSTEM)
+    (row,) = service.report_sync(project, ds)["data"]
+    assert (row["matches"], row["tokensInText"], row["tokensSaved"]) == (2, 10, 20)
+
+
+def test_rules_for_returns_texts_in_creation_order(
+    engine: Engine, project: str, service: PruningService
+) -> None:
+    ds = make_dataset(engine, project, [])
+    a, b, c = (service.add_sync(project, ds, t) for t in ("a", "b", "c"))
+    assert service.rules_for_sync(ds, [c.id, a.id]) == ["a", "c"]
+    assert service.rules_for_sync(ds, []) == []
+    other = make_dataset(engine, project, [])
+    with pytest.raises(InvalidRequest):
+        service.rules_for_sync(other, [b.id])
+
+
+def test_pruning_rules_go_with_their_dataset(engine: Engine, project: str, service: PruningService) -> None:
+    ds = make_dataset(engine, project, [])
+    rule = service.add_sync(project, ds, "x")
+    with engine.begin() as conn:
+        conn.execute(datasets.delete().where(datasets.c.id == ds))
+    with pytest.raises(InvalidRequest):
+        service.rules_for_sync(ds, [rule.id])

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from tunepipe import __version__
 from tunepipe.api import errors
 from tunepipe.api.routes import base_models as base_models_routes
-from tunepipe.api.routes import chat, datasets, logs, models, providers, system
+from tunepipe.api.routes import chat, dataset_jobs, datasets, logs, models, providers, system
 from tunepipe.api.routes import pruning_rules as pruning_rules_routes
 from tunepipe.api.state import AppState
 from tunepipe.db.engine import make_engine
@@ -27,6 +27,7 @@ from tunepipe.providers.http import new_session
 from tunepipe.services.auth import Authenticator
 from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
+from tunepipe.services.dataset_jobs import DatasetJobService
 from tunepipe.services.datasets import DatasetService
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
@@ -80,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         base_models = BaseModelService(engine, settings.home_dir)
         local = LocalModels(settings, base_models)
         router = Router(settings, engine, box, session, local)
+        datasets_service = DatasetService(engine)
+        jobs = DatasetJobService(engine, datasets_service, router, writer)
+        await jobs.start()
         app.state.tp = AppState(
             settings=settings,
             engine=engine,
@@ -90,16 +94,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             router=router,
             chat=ChatService(router, RequestLogger(writer)),
             logs=LogService(engine, writer),
-            datasets=DatasetService(engine),
+            datasets=datasets_service,
             providers=ProviderService(engine, box, router),
             base_models=base_models,
             local=local,
             pruning=PruningService(engine),
+            dataset_jobs=jobs,
         )
         tune_gc()
         try:
             yield
         finally:
+            await jobs.close()
             local.close()
             await writer.close()
             await session.close()
@@ -115,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for module in (models, logs, datasets, providers, base_models_routes):
             app.include_router(module.router, prefix=prefix)
         app.include_router(pruning_rules_routes.router, prefix=prefix)
+        app.include_router(dataset_jobs.router, prefix=prefix)
     app.include_router(system.router)
     return app
 

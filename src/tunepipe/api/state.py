@@ -12,6 +12,7 @@ from tunepipe.db.secrets import SecretBox
 from tunepipe.services.auth import Authenticator
 from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
+from tunepipe.services.dataset_jobs import DatasetJobService
 from tunepipe.services.datasets import DatasetService
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
@@ -37,3 +38,4 @@ class AppState:
     base_models: BaseModelService
     local: LocalModels
     pruning: PruningService
+    dataset_jobs: DatasetJobService

@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from tunepipe import __version__
+from tunepipe.cli.datasets import datasets_app
 from tunepipe.cli.pruning_rules import pruning_rules_app
 from tunepipe.errors import TunepipeError
 from tunepipe.services import setup
@@ -38,6 +39,7 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(db_app, name="db")
 app.add_typer(base_models_app, name="base-models")
 app.add_typer(pruning_rules_app, name="pruning-rules")
+app.add_typer(datasets_app, name="datasets")
 
 console = Console()
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]

@@ -8,7 +8,8 @@ case-insensitive ``LIKE`` over the stored JSON text of the messages and the outp
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +176,35 @@ def insert_entries(engine: Engine, project_id: str, dataset_id: str, entries: Se
         conn.execute(insert(dataset_entries), rows)
         conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
     return len(rows)
+
+
+def insert_entry_batches(
+    engine: Engine, project_id: str, dataset_id: str, batches: Iterable[Sequence[NewEntry]]
+) -> int:
+    """Insert every batch in one transaction (all or nothing), ids ascending across batches.
+
+    ``batches`` is consumed lazily inside the transaction, so a caller can parse a file batch
+    by batch and memory stays bounded by one batch. Every row gets the same ``created_at``, so
+    reading back in file order rests on the ids: each batch's ids must sort after the last one's.
+    """
+    now = now_ms()
+    created = 0
+    last_id = ""
+    with engine.begin() as conn:
+        for batch in batches:
+            if not batch:
+                continue
+            ids = sorted(uuid7() for _ in batch)
+            while ids[0] <= last_id:  # same millisecond as the previous batch: wait it out
+                time.sleep(0.001)
+                ids = sorted(uuid7() for _ in batch)
+            rows = [_entry_row(dataset_id, project_id, e, i, now) for e, i in zip(batch, ids, strict=True)]
+            conn.execute(insert(dataset_entries), rows)
+            last_id = ids[-1]
+            created += len(rows)
+        if created:
+            conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
+    return created
 
 
 def _to_entry(row: Any) -> StoredEntry:

@@ -202,3 +202,26 @@ pruning_rules = Table(
     Column("created_at", BigInteger, nullable=False),
     Index(None, "dataset_id", "created_at"),
 )
+
+# Background work on a dataset (import from request logs, relabeling), run in the server process.
+# Progress is written after every batch; a job a dead process left QUEUED or RUNNING is marked
+# ERROR at the next start-up.
+dataset_jobs = Table(
+    "dataset_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), nullable=False),
+    Column("dataset_id", String(36), ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # import_logs | relabel
+    Column("status", String(8), nullable=False),  # QUEUED | RUNNING | DONE | ERROR
+    Column("done", Integer, nullable=False),
+    Column("total", Integer, nullable=True),
+    Column("created", Integer, nullable=False),  # entries created (import) or relabeled
+    Column("skipped", Integer, nullable=False),  # duplicates, invalid conversions, failed calls
+    Column("error_message", Text, nullable=True),
+    Column("params", Text, nullable=False),  # the request, as JSON
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "dataset_id", "created_at"),
+    Index(None, "status"),
+)

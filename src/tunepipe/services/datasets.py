@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import Engine
@@ -38,6 +38,7 @@ from tunepipe.domain.dataset_entries import (
 )
 from tunepipe.errors import InvalidRequest, NotFound
 from tunepipe.protocol.datasets import UpdateEntryRequest
+from tunepipe.services.dataset_files import UploadResult, upload_jsonl
 
 
 def iso(ms: int) -> str:
@@ -214,6 +215,11 @@ class DatasetService:
             repo.delete_entry, self._engine, principal.project.id, dataset_id, entry_id
         ):
             raise NotFound(f"No entry {entry_id!r} in dataset {dataset_id!r}")
+
+    async def upload(self, principal: Principal, dataset_id: str, file: BinaryIO) -> UploadResult:
+        """A JSONL file, all or nothing (:mod:`tunepipe.services.dataset_files`)."""
+        ds = await self.get(principal, dataset_id)
+        return await asyncio.to_thread(upload_jsonl, self._engine, ds, file)
 
     def export_lines(self, principal: Principal, dataset_id: str, *, include_split: bool) -> Iterator[bytes]:
         """JSONL lines (spec D), read page by page (blocking: run it in a thread)."""

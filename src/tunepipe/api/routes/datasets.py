@@ -1,18 +1,19 @@
 """OpenPipe's dataset endpoints (``/datasets``, ``/datasets/{id}/entries``, the deprecated
 ``/unstable/dataset*``) and tunepipe's additions: dataset settings, entry listing and editing,
-JSONL export."""
+JSONL upload and export."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
 from tunepipe.db.datasets import EntryFilter
+from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.datasets import (
     CreateDatasetRequest,
     CreateEntriesRequest,
@@ -118,6 +119,29 @@ async def export_dataset(
         media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="dataset.jsonl"'},
     )
+
+
+@router.post("/datasets/{dataset_id}/upload")
+async def upload_dataset(
+    dataset_id: str, state: State, caller: Writer, file: Annotated[UploadFile, File()]
+) -> Response:
+    """A JSONL file (multipart field ``file``), all or nothing: 400 with line numbers on any error."""
+    result = await state.datasets.upload(caller, dataset_id, file.file)
+    body = {
+        "object": "dataset.upload",
+        "entries_created": result.entries_created,
+        "lines": result.lines,
+        "error_count": result.error_count,
+        "errors": [{"line": line, "message": message} for line, message in result.errors],
+    }
+    if not result.error_count:
+        return json_response(body)
+    first_line, first_message = result.errors[0]
+    problem = InvalidRequest(
+        f"{result.error_count} invalid line(s), nothing imported; line {first_line}: {first_message}",
+        param="file",
+    )
+    return json_response({**problem.envelope(), **body}, status_code=problem.status_code)
 
 
 @router.get("/datasets/{dataset_id}/entries/{entry_id}")

@@ -1,0 +1,175 @@
+"""``tunepipe datasets``: create and list datasets, upload and export JSONL files (spec D).
+
+Commands use the services directly against the database (no server needed). Upload is the
+API's all-or-nothing two-pass upload (:mod:`tunepipe.services.dataset_files`), with a progress
+bar per pass over the file's bytes; export shows entries written. Progress goes to stderr, so
+``export`` without ``-o`` can pipe clean JSONL on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from sqlalchemy import Engine
+
+from tunepipe.db.records import Principal
+from tunepipe.errors import TunepipeError
+from tunepipe.services import setup
+from tunepipe.services.dataset_files import upload_jsonl
+from tunepipe.services.datasets import DatasetService, iso
+from tunepipe.settings import Settings
+
+datasets_app = typer.Typer(
+    help="Datasets: create, list, and JSONL upload/export (OpenPipe's format).", no_args_is_help=True
+)
+
+console = Console()
+progress_console = Console(stderr=True)
+ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]
+
+
+def _service_and_principal(project: str | None) -> tuple[DatasetService, Principal]:
+    service, principal, _ = _open(project)
+    return service, principal
+
+
+def _open(project: str | None) -> tuple[DatasetService, Principal, Engine]:
+    engine = setup.open_engine(Settings())
+    # The shell is trusted like a read/write key of the project.
+    principal = Principal(project=setup.project_named(engine, project), key_id="cli", read_only=False)
+    return DatasetService(engine), principal, engine
+
+
+def _fail(exc: TunepipeError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc.message}")
+    return typer.Exit(code=1)
+
+
+@datasets_app.command("create")
+def datasets_create(
+    name: str,
+    train_ratio: Annotated[
+        float | None, typer.Option("--train-ratio", min=0.01, max=1.0, help="Share of TRAIN (default 0.9).")
+    ] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Create a dataset and print its id."""
+    try:
+        service, principal = _service_and_principal(project)
+        ds = asyncio.run(service.create(principal, name, train_ratio))
+    except TunepipeError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Dataset [bold]{ds.name}[/bold] created: {ds.id}")
+
+
+@datasets_app.command("list")
+def datasets_list(project: ProjectOpt = None) -> None:
+    """List the project's datasets, newest first."""
+    try:
+        service, principal = _service_and_principal(project)
+        datasets = asyncio.run(service.list_all(principal))
+    except TunepipeError as exc:
+        raise _fail(exc) from exc
+    table = Table("name", "entries", "train ratio", "created")
+    table.add_column("id", no_wrap=True, min_width=36)
+    for ds in datasets:
+        table.add_row(ds.name, str(ds.entry_count), f"{ds.train_ratio:g}", iso(ds.created_at), ds.id)
+    console.print(table)
+
+
+def _bytes_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=progress_console,
+    )
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    dataset_id: Annotated[str, typer.Argument(help="Dataset id.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A JSONL file.")],
+    project: ProjectOpt = None,
+) -> None:
+    """Upload a JSONL file, all or nothing: every line is checked before any is imported."""
+    try:
+        service, principal, engine = _open(project)
+        ds = asyncio.run(service.get(principal, dataset_id))
+        size = file.stat().st_size
+        with file.open("rb") as f, _bytes_progress() as progress:
+            check = progress.add_task("Checking", total=size)
+            insert: list[TaskID] = []  # shown only once the check has passed
+
+            def on_insert(n: int) -> None:
+                if not insert:
+                    insert.append(progress.add_task("Importing", total=size))
+                progress.advance(insert[0], n)
+
+            result = upload_jsonl(
+                engine, ds, f, on_check=lambda n: progress.advance(check, n), on_insert=on_insert
+            )
+    except TunepipeError as exc:
+        raise _fail(exc) from exc
+    if result.error_count:
+        table = Table("line", "error")
+        for line, message in result.errors:
+            table.add_row(str(line), message)
+        console.print(table)
+        shown = "" if len(result.errors) == result.error_count else f" (first {len(result.errors)} shown)"
+        console.print(f"[red]{result.error_count} invalid line(s){shown}; nothing imported.[/red]")
+        raise typer.Exit(code=1)
+    console.print(f"{result.entries_created} entries imported into {ds.name} ({ds.id}).")
+
+
+@datasets_app.command("export")
+def datasets_export(
+    dataset_id: Annotated[str, typer.Argument(help="Dataset id.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    include_split: Annotated[
+        bool, typer.Option("--include-split/--no-include-split", help="Write each entry's split.")
+    ] = True,
+    project: ProjectOpt = None,
+) -> None:
+    """Export the dataset as JSONL (re-importable as is)."""
+    try:
+        service, principal = _service_and_principal(project)
+        ds = asyncio.run(service.get(principal, dataset_id))
+        lines = service.export_lines(principal, ds.id, include_split=include_split)
+        columns = (TextColumn("Exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        sink: AbstractContextManager[IO[bytes]] = (
+            output.open("wb") if output else nullcontext(sys.stdout.buffer)
+        )
+        written = 0
+        with sink as out, Progress(*columns, console=progress_console) as progress:
+            task = progress.add_task("export", total=ds.entry_count)
+            for line in lines:
+                out.write(line)
+                written += 1
+                progress.advance(task)
+            out.flush()
+    except TunepipeError as exc:
+        raise _fail(exc) from exc
+    if output:
+        console.print(f"{written} entries written to {output}.")

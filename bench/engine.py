@@ -32,6 +32,10 @@ from pathlib import Path
 
 import orjson
 
+# The same OpenMP policy the engine sets for itself (see tunepipe/engine/__init__.py), so the
+# baseline runs under the same runtime conditions; torch is imported after this line.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 API_KEY = "opk_enginebench" + "x" * 32
 PROMPTS = [
     "Write a short story about a robot who learns to paint.",

@@ -304,7 +304,6 @@ def wrk(
     connections: int,
     threads: int,
     duration_s: float,
-    cpus: str | None,
     servers: dict[str, int],
 ) -> WrkResult:
     """One wrk run; ``servers`` names the pids whose CPU time to account (wrk's is always)."""
@@ -318,8 +317,6 @@ def wrk(
         str(script),
         url,
     ]
-    if cpus:
-        cmd = ["taskset", "-c", cpus, *cmd]
     before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     busy = machine_busy_seconds()
     children = os.times()
@@ -479,7 +476,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per target")
     p.add_argument("--connections", type=int, default=32, help="concurrency of the throughput runs")
     p.add_argument("--threads", type=int, default=2, help="wrk threads for the throughput runs")
-    p.add_argument("--wrk-cpus", help="pin wrk to these CPUs with taskset, e.g. 0")
+    p.add_argument(
+        "--cpus",
+        type=lambda v: {int(c) for c in v.split(",")},
+        help="pin nginx, the gateway and wrk to these CPUs, e.g. 0 (unset: the OS schedules them)",
+    )
     p.add_argument(
         "--profile",
         type=Path,
@@ -502,7 +503,7 @@ def measure_all(args: argparse.Namespace, tmp: Path, script: Path) -> Report:
 
         def measure(name: str, url: str, connections: int, threads: int, duration_s: float) -> WrkResult:
             r = wrk(url, script, connections=connections, threads=threads, duration_s=duration_s,
-                    cpus=args.wrk_cpus, servers=servers)  # fmt: skip
+                    servers=servers)  # fmt: skip
             if url == proxied:
                 gateway_runs.append(r)
             cpu = "  ".join(f"{k} {v / duration_s:4.0%}" for k, v in r.cpu_s.items())
@@ -535,7 +536,7 @@ def measure_all(args: argparse.Namespace, tmp: Path, script: Path) -> Report:
 
 def main() -> int:
     args = parse_args()
-    needed = ["nginx", "wrk"] + (["taskset"] if args.wrk_cpus else []) + (["py-spy"] if args.profile else [])
+    needed = ["nginx", "wrk"] + (["py-spy"] if args.profile else [])
     if missing := [tool for tool in needed if tool_path(tool) is None]:
         print(
             f"missing: {', '.join(missing)}. Install, e.g. on Debian/Ubuntu:\n"
@@ -543,6 +544,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    if args.cpus:
+        os.sched_setaffinity(0, args.cpus)  # inherited by every process started from here
     tmp = Path(tempfile.mkdtemp(prefix="tunepipe-bench-"))
     script = tmp / "chat.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(REQUEST, separators=(",", ":")), key=API_KEY))

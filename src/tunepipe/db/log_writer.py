@@ -4,8 +4,11 @@ Invariants:
 * A handler never waits on the database. It waits only when the queue is full
   (back-pressure), and if the queue stays full past ``enqueue_timeout_s`` the record is
   dropped, counted in :attr:`LogWriter.stats` and reported in the server log — never silently.
-* Encoding, compression and SQL run on one dedicated thread, so batches are written in order
-  and the event loop keeps serving.
+* Building rows and SQL run on one dedicated thread, so batches are written in order and the
+  event loop keeps serving. Bodies are compressed earlier, in :meth:`LogWriter.submit` on the
+  caller's task: zlib releases the GIL on every call, and on the writer thread each release
+  meant waiting to take the GIL back from the request thread, so under sustained load the
+  writer fell behind (docs/performance.md). Compressed bodies also make the queue smaller.
 * The writer lingers up to ``linger_s`` after the first record of a batch so that batches fill
   even at low concurrency: a transaction per record costs more CPU than the proxied call itself
   (see docs/performance.md). :meth:`LogWriter.flush` and :meth:`LogWriter.close` cut the wait
@@ -23,7 +26,7 @@ import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine
@@ -110,6 +113,14 @@ def _int32(value: int | None) -> int | None:
     return value if value is None or -_INT_MAX - 1 <= value <= _INT_MAX else None
 
 
+class _Compressed(NamedTuple):
+    """A record with its bodies compressed: what the writer's queue holds."""
+
+    record: LogRecord
+    request: bytes | None
+    response: bytes | None
+
+
 def write_records(engine: Engine, records: list[LogRecord]) -> None:
     """Insert a batch in one transaction (used by the writer and by ``/report``).
 
@@ -117,10 +128,14 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
     count) are clipped or left out, so every backend stores the call as SQLite would rather
     than Postgres refusing it.
     """
+    _insert(engine, [_Compressed(r, compress_json(r.request), compress_json(r.response)) for r in records])
+
+
+def _insert(engine: Engine, records: list[_Compressed]) -> None:
     calls: list[dict[str, Any]] = []
     bodies: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
-    for r in records:
+    for r, request, response in records:
         calls.append(
             {
                 "id": r.id,
@@ -141,9 +156,7 @@ def write_records(engine: Engine, records: list[LogRecord]) -> None:
                 "streamed": r.streamed,
             }
         )
-        bodies.append(
-            {"call_id": r.id, "request": compress_json(r.request), "response": compress_json(r.response)}
-        )
+        bodies.append({"call_id": r.id, "request": request, "response": response})
         labels = {
             _clip(k, _KEY_LEN): _clip_bytes(_clip(v, None), MAX_METADATA_VALUE_BYTES)
             for k, v in r.metadata.items()
@@ -179,7 +192,7 @@ class LogWriter:
         linger_s: float = 0.05,
     ) -> None:
         self._engine = engine
-        self._queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[_Compressed] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._enqueue_timeout_s = enqueue_timeout_s
         self._retries = retries
@@ -201,11 +214,17 @@ class LogWriter:
     async def submit(self, record: LogRecord) -> bool:
         """Queue a record; wait (back-pressure) if the queue is full. False if it was dropped."""
         try:
-            self._queue.put_nowait(record)
+            item = _Compressed(record, compress_json(record.request), compress_json(record.response))
+        except TypeError as exc:  # orjson.JSONEncodeError: a body that is not JSON
+            self.stats.dropped += 1
+            log.error("request log %s dropped: its body cannot be encoded as JSON: %s", record.id, exc)
+            return False
+        try:
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.stats.waited_for_space += 1
             try:
-                await asyncio.wait_for(self._queue.put(record), self._enqueue_timeout_s)
+                await asyncio.wait_for(self._queue.put(item), self._enqueue_timeout_s)
             except TimeoutError:
                 self.stats.dropped += 1
                 log.error(
@@ -264,10 +283,10 @@ class LogWriter:
                     return
                 await self._progress.wait()
 
-    def _write_with_retry(self, batch: list[LogRecord]) -> None:
+    def _write_with_retry(self, batch: list[_Compressed]) -> None:
         for attempt in range(1, self._retries + 1):
             try:
-                write_records(self._engine, batch)
+                _insert(self._engine, batch)
             except (IntegrityError, DataError) as exc:
                 # The data, not the database, is at fault (project deleted meanwhile, a value out
                 # of range): retrying cannot help, so write the records one by one and lose only
@@ -275,11 +294,11 @@ class LogWriter:
                 self.stats.failed_batches += 1
                 if len(batch) == 1:
                     self.stats.dropped += 1
-                    log.error("request log %s rejected by the database, dropped: %s", batch[0].id, exc)
+                    log.error("request log %s rejected by the database, dropped: %s", batch[0].record.id, exc)
                     return
                 log.warning("request-log batch of %d rejected; writing its records one by one", len(batch))
-                for record in batch:
-                    self._write_with_retry([record])
+                for item in batch:
+                    self._write_with_retry([item])
                 return
             except Exception:
                 log.exception("request-log batch of %d failed (attempt %d)", len(batch), attempt)

@@ -7,6 +7,7 @@ schema of its own per test session, so concurrent runs on one server never meet.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -94,6 +95,17 @@ class Gateway:
     def latest(self, key: str | None = None) -> Any:
         with self.http(key) as h:
             return h.get("/local-testing-only-get-latest-logged-call").json()
+
+    def wait_for_log(self, marker: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        """The project's latest logged call, once its request mentions ``marker`` (the SDK may
+        report a call after it has returned)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            latest = self.latest()
+            if latest and marker in json.dumps(latest["reqPayload"]):
+                return dict(latest)
+            assert time.monotonic() < deadline, f"no log mentioning {marker} appeared; latest: {latest}"
+            time.sleep(0.05)
 
 
 def server_log(env: dict[str, str], port: int) -> Path:

@@ -7,7 +7,6 @@ upstream is read back from the fake provider's request record.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -22,17 +21,6 @@ def _header(request: dict[str, Any], name: str) -> str | None:
 
 def _marker() -> str:
     return f"m{uuid.uuid4().hex[:10]}"
-
-
-def _wait_for_log(gateway: Gateway, marker: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The project's latest logged call once it is the one whose request mentions ``marker``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        latest = gateway.latest()
-        if latest and marker in json.dumps(latest["reqPayload"]):
-            return dict(latest)
-        assert time.monotonic() < deadline, f"no log mentioning {marker} appeared; latest: {latest}"
-        time.sleep(0.05)
 
 
 WEATHER = {
@@ -69,7 +57,7 @@ def test_chat_completion_v1_alias_works_like_api_v1(gateway: Gateway) -> None:
     m = _marker()
     r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": m}])
     assert r.choices[0].message.content == f"echo: {m}"
-    assert _wait_for_log(gateway, m)["statusCode"] == 200
+    assert gateway.wait_for_log(m)["statusCode"] == 200
 
 
 def test_chat_completion_n_returns_every_choice(gateway: Gateway, fake_provider: FakeProvider) -> None:
@@ -253,7 +241,7 @@ def test_chat_completion_openai_prefix_is_stripped_upstream(
     assert r.choices[0].message.content == f"echo: {m}"
     assert fake_provider.last()["body"]["model"] == "gpt-4o"
     # The log keeps the model as the caller named it.
-    assert _wait_for_log(gateway, m)["reqPayload"]["model"] == "openai:gpt-4o"
+    assert gateway.wait_for_log(m)["reqPayload"]["model"] == "openai:gpt-4o"
 
 
 def test_chat_completion_metadata_labels_the_log_but_is_not_forwarded(
@@ -265,7 +253,7 @@ def test_chat_completion_metadata_labels_the_log_but_is_not_forwarded(
     )
     body = fake_provider.last()["body"]
     assert "metadata" not in body and "store" not in body
-    assert _wait_for_log(gateway, m)["metadata"]["prompt_id"] == "classify-v2"
+    assert gateway.wait_for_log(m)["metadata"]["prompt_id"] == "classify-v2"
 
 
 def test_chat_completion_store_true_forwards_metadata_to_openai_only(
@@ -302,7 +290,7 @@ def test_chat_completion_gemini_routes_with_its_own_key(
     assert upstream["path"] == "/v1/chat/completions"
     assert upstream["body"]["model"] == "gemini-2.0-flash"
     assert _header(upstream, "Authorization") == "Bearer gk-fake-gemini"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["statusCode"] == 200
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: {m}"
 
@@ -324,14 +312,14 @@ def test_chat_completion_op_headers_are_accepted(gateway: Gateway, fake_provider
         upstream = fake_provider.last()
         assert upstream["body"]["messages"] == [{"role": "user", "content": m}]
         assert not any(k.lower().startswith("op-") for k in upstream["headers"])
-        assert _wait_for_log(gateway, m)["metadata"] == {"prompt_id": "hdr", "attempt": "2"}
+        assert gateway.wait_for_log(m)["metadata"] == {"prompt_id": "hdr", "attempt": "2"}
 
 
 def test_chat_completion_op_log_request_false_skips_the_log(gateway: Gateway) -> None:
     client = gateway.client()
     logged = _marker()
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": logged}])
-    _wait_for_log(gateway, logged)
+    gateway.wait_for_log(logged)
     skipped = _marker()
     r = client.chat.completions.create(
         model="gpt-4o",

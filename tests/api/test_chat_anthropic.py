@@ -4,7 +4,6 @@ Messages API (shape and headers) on the wire to the fake provider."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -26,16 +25,6 @@ WEATHER = {
 
 def _header(request: dict[str, Any], name: str) -> str | None:
     return next((v for k, v in request["headers"].items() if k.lower() == name.lower()), None)
-
-
-def _wait_for_log(gateway: Gateway, marker: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        latest = gateway.latest()
-        if latest and marker in json.dumps(latest["reqPayload"]):
-            return dict(latest)
-        assert time.monotonic() < deadline, f"no log mentioning {marker} appeared"
-        time.sleep(0.05)
 
 
 def test_anthropic_completion_sends_messages_api_request(
@@ -70,7 +59,7 @@ def test_anthropic_completion_sends_messages_api_request(
     assert body["temperature"] == 0.5
     assert "stream" not in body
 
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["statusCode"] == 200
     assert logged["reqPayload"]["model"] == MODEL
 
@@ -201,7 +190,7 @@ def test_anthropic_stream_translates_events_to_chunks(gateway: Gateway, fake_pro
     upstream = fake_provider.last()
     assert upstream["body"]["stream"] is True
     assert _header(upstream, "x-api-key") == "ak-fake-anthropic"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: stream {m} now"
 
 

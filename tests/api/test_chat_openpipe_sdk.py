@@ -5,7 +5,6 @@ provider and are reported to ``/report`` afterwards."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -38,17 +37,6 @@ def _marker() -> str:
     return f"m{uuid.uuid4().hex[:10]}"
 
 
-def _wait_for_log(gateway: Gateway, marker: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """Poll: the SDK may report after the call has returned."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        latest = gateway.latest()
-        if latest and marker in json.dumps(latest["reqPayload"]):
-            return dict(latest)
-        assert time.monotonic() < deadline, f"no log mentioning {marker} appeared"
-        time.sleep(0.05)
-
-
 def test_openpipe_sdk_openai_prefix_goes_through_gateway(
     gateway: Gateway, fake_provider: FakeProvider
 ) -> None:
@@ -63,7 +51,7 @@ def test_openpipe_sdk_openai_prefix_goes_through_gateway(
     upstream = fake_provider.last()
     assert upstream["body"]["model"] == "gpt-4o"
     assert _authorization(upstream) == "Bearer sk-fake-openai"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["statusCode"] == 200
     assert logged["reqPayload"]["model"] == "openai:gpt-4o"
     assert logged["metadata"] == {**SDK_TAGS, "prompt_id": "sdk-openai", "env": "test"}
@@ -80,7 +68,7 @@ def test_openpipe_sdk_anthropic_goes_through_gateway(gateway: Gateway, fake_prov
     upstream = fake_provider.last()
     assert upstream["path"] == "/v1/messages"
     assert upstream["body"]["system"] == "Be brief."
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["metadata"] == {**SDK_TAGS, "prompt_id": "sdk-anthropic"}
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: {m}"
 
@@ -91,7 +79,7 @@ def test_openpipe_sdk_stream_through_gateway_is_logged(gateway: Gateway, fake_pr
         model="openai:gpt-4o-mini", messages=[{"role": "user", "content": f"{m} streamed"}], stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == f"echo: {m} streamed"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: {m} streamed"
     assert logged["metadata"] == SDK_TAGS
 
@@ -110,7 +98,7 @@ def test_openpipe_sdk_bare_model_calls_provider_then_reports(
     upstream = fake_provider.last()
     assert _authorization(upstream) == f"Bearer {DIRECT_KEY}"
     assert "metadata" not in upstream["body"]  # the SDK drops it without store=True
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["statusCode"] == 200
     assert logged["reqPayload"]["model"] == "gpt-4o"
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: {m}"
@@ -129,7 +117,7 @@ def test_openpipe_sdk_bare_model_stream_reports_merged_completion(
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == f"echo: {m} in pieces"
     assert _authorization(fake_provider.last()) == f"Bearer {DIRECT_KEY}"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: {m} in pieces"
 
 
@@ -140,7 +128,7 @@ def test_openpipe_sdk_bare_model_failure_is_reported(gateway: Gateway, fake_prov
             model="fail-400", messages=[{"role": "user", "content": m}]
         )
     assert _authorization(fake_provider.last()) == f"Bearer {DIRECT_KEY}"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["statusCode"] == 400
 
 
@@ -154,14 +142,14 @@ def test_openpipe_sdk_cache_option_routes_through_gateway(
     assert r.choices[0].message.content == f"echo: {m}"
     # With a cache mode the SDK sends even a bare model to the gateway (op-cache header).
     assert _authorization(fake_provider.last()) == "Bearer sk-fake-openai"
-    assert _wait_for_log(gateway, m)["metadata"] == SDK_TAGS
+    assert gateway.wait_for_log(m)["metadata"] == SDK_TAGS
 
 
 def test_openpipe_sdk_log_request_false_is_not_logged(gateway: Gateway, fake_provider: FakeProvider) -> None:
     client = _client(gateway, fake_provider)
     before = _marker()
     client.chat.completions.create(model="openai:gpt-4o", messages=[{"role": "user", "content": before}])
-    _wait_for_log(gateway, before)
+    gateway.wait_for_log(before)
     m = _marker()
     r = client.chat.completions.create(
         model="openai:gpt-4o", messages=[{"role": "user", "content": m}], openpipe={"log_request": False}

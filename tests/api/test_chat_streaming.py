@@ -36,16 +36,6 @@ def _sse_lines(gateway: Gateway, body: dict[str, Any]) -> list[str]:
         return [line for line in r.iter_lines() if line]
 
 
-def _wait_for_log(gateway: Gateway, marker: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        latest = gateway.latest()
-        if latest and marker in json.dumps(latest["reqPayload"]):
-            return dict(latest)
-        assert time.monotonic() < deadline, f"no log mentioning {marker} appeared"
-        time.sleep(0.05)
-
-
 def test_stream_chunks_concatenate_to_the_answer(gateway: Gateway, fake_provider: FakeProvider) -> None:
     m = _marker()
     stream = gateway.client().chat.completions.create(
@@ -58,7 +48,7 @@ def test_stream_chunks_concatenate_to_the_answer(gateway: Gateway, fake_provider
     assert all(c.usage is None for c in chunks)
     # The upstream is always asked for usage so that the streamed call is logged with tokens.
     assert fake_provider.last()["body"]["stream_options"] == {"include_usage": True}
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert logged["statusCode"] == 200
     assert logged["respPayload"]["choices"][0]["message"]["content"] == f"echo: alpha beta {m}"
 
@@ -131,7 +121,7 @@ def test_stream_midstream_failure_raises_api_error_in_sdk(gateway: Gateway) -> N
             received += [c.delta.content or "" for c in chunk.choices]
     assert "upstream exploded" in exc.value.message
     assert "".join(received) == f"echo: {m}"
-    logged = _wait_for_log(gateway, m)
+    logged = gateway.wait_for_log(m)
     assert "upstream exploded" in logged["errorMessage"]
 
 

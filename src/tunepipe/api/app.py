@@ -50,7 +50,7 @@ def tune_gc() -> None:
 
     The hundreds of thousands of objects that imports and startup leave behind (FastAPI,
     pydantic, SQLAlchemy) are long-lived, yet every full collection walked them all: under load
-    that was a pause every few seconds, the 100-200 ms p99 of a proxied call, and a fifth of
+    that was a pause every few seconds, the 100-250 ms p99 of a proxied call, and a quarter of
     its CPU (docs/performance.md). Freezing them moves them out of the collector's sight (they
     are still freed by reference counting), and a higher young threshold stops objects of calls
     in flight from being promoted after a few hundred allocations. Cycles are still collected.

@@ -4,11 +4,11 @@ Invariants:
 * A handler never waits on the database. It waits only when the queue is full
   (back-pressure), and if the queue stays full past ``enqueue_timeout_s`` the record is
   dropped, counted in :attr:`LogWriter.stats` and reported in the server log — never silently.
-* Building rows and SQL run on one dedicated thread, so batches are written in order and the
-  event loop keeps serving. Bodies are compressed earlier, in :meth:`LogWriter.submit` on the
-  caller's task: zlib releases the GIL on every call, and on the writer thread each release
-  meant waiting to take the GIL back from the request thread, so under sustained load the
-  writer fell behind (docs/performance.md). Compressed bodies also make the queue smaller.
+* SQL runs on one dedicated thread, so batches are written in order and the event loop keeps
+  serving. Bodies are compressed just before, by the writer task on the event loop, a slice of
+  records at a time between requests: zlib releases the GIL on every call, and on the writer
+  thread each release meant waiting to take the GIL back from the request thread, so under
+  sustained load the writer fell behind (docs/performance.md).
 * The writer lingers up to ``linger_s`` after the first record of a batch so that batches fill
   even at low concurrency: a transaction per record costs more CPU than the proxied call itself
   (see docs/performance.md). :meth:`LogWriter.flush` and :meth:`LogWriter.close` cut the wait
@@ -38,6 +38,7 @@ from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_
 log = logging.getLogger(__name__)
 
 _STOP: Any = object()
+_COMPRESS_SLICE = 32  # records compressed between two chances for requests to run (~0.3 ms)
 
 
 @dataclass(slots=True)
@@ -114,7 +115,7 @@ def _int32(value: int | None) -> int | None:
 
 
 class _Compressed(NamedTuple):
-    """A record with its bodies compressed: what the writer's queue holds."""
+    """A record with its bodies compressed, ready for its rows to be built."""
 
     record: LogRecord
     request: bytes | None
@@ -192,7 +193,7 @@ class LogWriter:
         linger_s: float = 0.05,
     ) -> None:
         self._engine = engine
-        self._queue: asyncio.Queue[_Compressed] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._enqueue_timeout_s = enqueue_timeout_s
         self._retries = retries
@@ -214,17 +215,11 @@ class LogWriter:
     async def submit(self, record: LogRecord) -> bool:
         """Queue a record; wait (back-pressure) if the queue is full. False if it was dropped."""
         try:
-            item = _Compressed(record, compress_json(record.request), compress_json(record.response))
-        except TypeError as exc:  # orjson.JSONEncodeError: a body that is not JSON
-            self.stats.dropped += 1
-            log.error("request log %s dropped: its body cannot be encoded as JSON: %s", record.id, exc)
-            return False
-        try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(record)
         except asyncio.QueueFull:
             self.stats.waited_for_space += 1
             try:
-                await asyncio.wait_for(self._queue.put(item), self._enqueue_timeout_s)
+                await asyncio.wait_for(self._queue.put(record), self._enqueue_timeout_s)
             except TimeoutError:
                 self.stats.dropped += 1
                 log.error(
@@ -259,9 +254,23 @@ class LogWriter:
                     stopping = True
                     break
                 batch.append(item)
-            await loop.run_in_executor(self._executor, self._write_with_retry, batch)
+            compressed = await self._compress(batch)
+            await loop.run_in_executor(self._executor, self._write_with_retry, compressed)
             self._settled += len(batch)
             self._progress.set()
+
+    async def _compress(self, batch: list[LogRecord]) -> list[_Compressed]:
+        """Compress the batch's bodies, yielding to requests after every slice."""
+        out: list[_Compressed] = []
+        for n, record in enumerate(batch):
+            if n and n % _COMPRESS_SLICE == 0:
+                await asyncio.sleep(0)
+            try:
+                out.append(_Compressed(record, compress_json(record.request), compress_json(record.response)))
+            except Exception:  # e.g. a body orjson cannot encode; the writer task must live on
+                self.stats.dropped += 1
+                log.exception("request log %s dropped: its bodies could not be compressed", record.id)
+        return out
 
     async def _linger(self) -> None:
         """Give the batch that ``first`` opened time to fill, unless it is due already."""

@@ -100,6 +100,25 @@ class Settings(BaseSettings):
         1024, description="Completion length for local models when a request sets no max_tokens."
     )
 
+    worker: bool = Field(
+        True, description="Run a training worker inside `tunepipe serve` (`tunepipe worker` runs one alone)."
+    )
+    worker_poll_s: float = Field(2.0, description="How often an idle worker looks for queued jobs.")
+    job_heartbeat_s: float = Field(
+        5.0, description="How often a worker records that its running job is alive."
+    )
+    job_stale_after_s: float = Field(
+        60.0,
+        description="A running job whose heartbeat is older than this belongs to a dead worker: it is "
+        "retried, or failed once its attempts are used up.",
+    )
+    job_max_attempts: int = Field(
+        2, description="Attempts a training job gets (a crashed attempt is retried)."
+    )
+    training_device: str | None = Field(
+        None, description="Torch device for training (default: cuda if present, else cpu)."
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser()

@@ -225,3 +225,104 @@ dataset_jobs = Table(
     Index(None, "dataset_id", "created_at"),
     Index(None, "status"),
 )
+
+# Fine-tuned models (spec A.4, C "FineTune"). `slug` is the public model id (`openpipe:<slug>`),
+# unique across projects. `root_model` is the registered base model the adapter sits on (for a
+# model trained on top of an earlier fine-tune, that one's root); `parent_id` names the earlier
+# fine-tune. JSON columns hold orjson text: the training config as sent, the hyperparameters
+# resolved from it (what the trainer was given), progress while training, final metrics.
+fine_tunes = Table(
+    "fine_tunes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("slug", String(200), nullable=False, unique=True),
+    Column("dataset_id", String(36), ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True),
+    Column("provider", String(16), nullable=False),
+    Column("base_model", String(300), nullable=False),  # as requested: a base model or a slug
+    Column("root_model", String(300), nullable=False),
+    Column("parent_id", String(36), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("error_message", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("default_temperature", Float, nullable=True),
+    Column("training_config", Text, nullable=False),
+    Column("hyperparameters", Text, nullable=False),
+    Column("pruning_rule_ids", Text, nullable=False),
+    Column("progress", Text, nullable=True),
+    Column("metrics", Text, nullable=True),
+    Column("train_rows", Integer, nullable=False, default=0),
+    Column("test_rows", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("training_started_at", BigInteger, nullable=True),
+    Column("training_finished_at", BigInteger, nullable=True),
+    Index(None, "project_id", "created_at"),
+)
+
+# The rows a fine-tune trains and is tested on, copied (pruned, in trainer form) when it is
+# created: later edits to the dataset never change what a model was trained on.
+fine_tune_entries = Table(
+    "fine_tune_entries",
+    metadata,
+    Column("fine_tune_id", String(36), ForeignKey("fine_tunes.id", ondelete="CASCADE"), primary_key=True),
+    Column("entry_id", String(36), primary_key=True),
+    Column("split", String(8), nullable=False),
+    Column("row", Text, nullable=False),  # {"messages", "output", "rejected_message", "tools", …}
+    Index(None, "fine_tune_id", "split"),
+)
+
+# The model's answers on its TEST split, generated after training (evaluations judge them).
+fine_tune_test_outputs = Table(
+    "fine_tune_test_outputs",
+    metadata,
+    Column("fine_tune_id", String(36), ForeignKey("fine_tunes.id", ondelete="CASCADE"), primary_key=True),
+    Column("entry_id", String(36), primary_key=True),
+    Column("output", Text, nullable=True),
+    Column("finish_reason", String(32), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("exact_match", Boolean, nullable=True),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Trained files, kept in the database so any server can serve a model a worker on another
+# machine trained: `adapter` is a gzipped tar of the adapter directory (weights, config,
+# tokenizer, training log).
+fine_tune_artifacts = Table(
+    "fine_tune_artifacts",
+    metadata,
+    Column("fine_tune_id", String(36), ForeignKey("fine_tunes.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Persisted work for `tunepipe worker` processes (and the worker inside `tunepipe serve`).
+# A worker claims a QUEUED job with a conditional UPDATE (only one claimer's UPDATE matches),
+# then beats `heartbeat_at` while it runs; a RUNNING job whose heartbeat stopped belongs to a
+# dead worker and is requeued (or failed once `attempts` reaches `max_attempts`) by any worker.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),  # train
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("subject_id", String(36), nullable=False),  # the fine-tune of a `train` job
+    Column("status", String(12), nullable=False),  # QUEUED | RUNNING | DONE | ERROR | CANCELLED
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=2),
+    Column("worker_id", String(200), nullable=True),
+    Column("heartbeat_at", BigInteger, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=True),
+    Column("finished_at", BigInteger, nullable=True),
+    Index(None, "status", "created_at"),
+    Index(None, "subject_id"),
+)

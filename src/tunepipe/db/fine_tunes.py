@@ -1,0 +1,264 @@
+"""Fine-tunes: rows of ``fine_tunes`` and what belongs to one (its copied training rows, its
+test-set outputs, its trained files).
+
+Reads scoped to a caller match the project id; the worker's reads (:func:`get_by_id`) are not
+scoped, since a worker serves every project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tunepipe.db.schema import fine_tune_artifacts, fine_tune_entries, fine_tune_test_outputs, fine_tunes
+from tunepipe.domain.clock import now_ms
+from tunepipe.errors import Conflict
+
+JSON_COLUMNS = ("training_config", "hyperparameters", "pruning_rule_ids", "progress", "metrics")
+
+
+@dataclass(frozen=True, slots=True)
+class FineTune:
+    id: str
+    project_id: str
+    slug: str
+    dataset_id: str | None
+    provider: str
+    base_model: str
+    root_model: str
+    parent_id: str | None
+    status: str
+    error_message: str | None
+    description: str | None
+    default_temperature: float | None
+    training_config: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    pruning_rule_ids: list[str]
+    progress: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    train_rows: int
+    test_rows: int
+    created_at: int
+    updated_at: int
+    training_started_at: int | None
+    training_finished_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutput:
+    entry_id: str
+    output: dict[str, Any] | None
+    finish_reason: str | None
+    error_message: str | None
+    exact_match: bool | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def _fine_tune(row: Any) -> FineTune:
+    values = dict(row._mapping)
+    for col in JSON_COLUMNS:
+        values[col] = orjson.loads(values[col]) if values[col] is not None else None
+    return FineTune(**values)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def create(engine: Engine, ft: FineTune) -> None:
+    """Insert ``ft``; a taken slug raises :class:`Conflict`."""
+    row = {f: getattr(ft, f) for f in FineTune.__dataclass_fields__}
+    for col in JSON_COLUMNS:
+        row[col] = _dumps(row[col])
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(fine_tunes).values(**row))
+    except IntegrityError as exc:
+        raise Conflict(f"A model with the slug {ft.slug!r} already exists", param="slug") from exc
+
+
+def get_by_slug(engine: Engine, project_id: str, slug: str) -> FineTune | None:
+    c = fine_tunes.c
+    with engine.connect() as conn:
+        row = conn.execute(select(fine_tunes).where(c.project_id == project_id, c.slug == slug)).first()
+    return _fine_tune(row) if row else None
+
+
+def get_by_id(engine: Engine, fine_tune_id: str, project_id: str | None = None) -> FineTune | None:
+    c = fine_tunes.c
+    query = select(fine_tunes).where(c.id == fine_tune_id)
+    if project_id is not None:
+        query = query.where(c.project_id == project_id)
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _fine_tune(row) if row else None
+
+
+def slug_taken(engine: Engine, slug: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(fine_tunes.c.id).where(fine_tunes.c.slug == slug)).first() is not None
+
+
+def list_for_project(engine: Engine, project_id: str) -> list[FineTune]:
+    c = fine_tunes.c
+    query = select(fine_tunes).where(c.project_id == project_id).order_by(c.created_at.desc(), c.id.desc())
+    with engine.connect() as conn:
+        return [_fine_tune(r) for r in conn.execute(query)]
+
+
+def update_fine_tune(engine: Engine, fine_tune_id: str, **changes: Any) -> None:
+    """Set columns (JSON ones given as Python values); ``updated_at`` moves too."""
+    for col in JSON_COLUMNS:
+        if col in changes:
+            changes[col] = _dumps(changes[col])
+    with engine.begin() as conn:
+        conn.execute(
+            update(fine_tunes).where(fine_tunes.c.id == fine_tune_id).values(**changes, updated_at=now_ms())
+        )
+
+
+def delete_fine_tune(engine: Engine, fine_tune_id: str) -> bool:
+    """Delete the model and everything of it (rows, outputs, artifacts cascade)."""
+    with engine.begin() as conn:
+        for table in (fine_tune_entries, fine_tune_test_outputs, fine_tune_artifacts):
+            conn.execute(delete(table).where(table.c.fine_tune_id == fine_tune_id))
+        return bool(conn.execute(delete(fine_tunes).where(fine_tunes.c.id == fine_tune_id)).rowcount)
+
+
+# Training rows
+
+
+def add_entries(engine: Engine, fine_tune_id: str, rows: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    """Store ``(entry_id, split, row)`` triples; ``row`` is the trainer's form of the entry."""
+    if not rows:
+        return
+    values = [
+        {"fine_tune_id": fine_tune_id, "entry_id": e, "split": s, "row": orjson.dumps(r).decode()}
+        for e, s, r in rows
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(fine_tune_entries), values)
+
+
+def iter_entries(
+    engine: Engine, fine_tune_id: str, split: str, *, page_size: int = 1000
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(entry_id, row)`` of one split, by entry id, read page by page."""
+    c = fine_tune_entries.c
+    after = ""
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(c.entry_id, c.row)
+                .where(c.fine_tune_id == fine_tune_id, c.split == split, c.entry_id > after)
+                .order_by(c.entry_id)
+                .limit(page_size)
+            ).all()
+        for r in rows:
+            yield r.entry_id, orjson.loads(r.row)
+        if len(rows) < page_size:
+            return
+        after = rows[-1].entry_id
+
+
+def count_entries(engine: Engine, fine_tune_id: str, split: str) -> int:
+    c = fine_tune_entries.c
+    with engine.connect() as conn:
+        query = select(func.count()).where(c.fine_tune_id == fine_tune_id, c.split == split)
+        return int(conn.execute(query).scalar_one())
+
+
+# Test-set outputs
+
+
+def save_test_outputs(engine: Engine, fine_tune_id: str, outputs: Sequence[TestOutput]) -> None:
+    """Store outputs, replacing earlier ones for the same entries (a retried run)."""
+    if not outputs:
+        return
+    c = fine_tune_test_outputs.c
+    now = now_ms()
+    with engine.begin() as conn:
+        conn.execute(
+            delete(fine_tune_test_outputs).where(
+                c.fine_tune_id == fine_tune_id, c.entry_id.in_([o.entry_id for o in outputs])
+            )
+        )
+        conn.execute(
+            insert(fine_tune_test_outputs),
+            [
+                {
+                    "fine_tune_id": fine_tune_id,
+                    "entry_id": o.entry_id,
+                    "output": _dumps(o.output),
+                    "finish_reason": o.finish_reason,
+                    "error_message": o.error_message,
+                    "exact_match": o.exact_match,
+                    "prompt_tokens": o.prompt_tokens,
+                    "completion_tokens": o.completion_tokens,
+                    "created_at": now,
+                }
+                for o in outputs
+            ],
+        )
+
+
+def list_test_outputs(engine: Engine, fine_tune_id: str) -> list[TestOutput]:
+    c = fine_tune_test_outputs.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(fine_tune_test_outputs).where(c.fine_tune_id == fine_tune_id).order_by(c.entry_id)
+        ).all()
+    return [
+        TestOutput(
+            entry_id=r.entry_id,
+            output=orjson.loads(r.output) if r.output is not None else None,
+            finish_reason=r.finish_reason,
+            error_message=r.error_message,
+            exact_match=r.exact_match,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+        )
+        for r in rows
+    ]
+
+
+# Artifacts
+
+
+def save_artifact(engine: Engine, fine_tune_id: str, name: str, data: bytes, sha256: str) -> None:
+    c = fine_tune_artifacts.c
+    with engine.begin() as conn:
+        conn.execute(delete(fine_tune_artifacts).where(c.fine_tune_id == fine_tune_id, c.name == name))
+        conn.execute(
+            insert(fine_tune_artifacts).values(
+                fine_tune_id=fine_tune_id,
+                name=name,
+                data=data,
+                sha256=sha256,
+                size=len(data),
+                created_at=now_ms(),
+            )
+        )
+
+
+def artifact_sha(engine: Engine, fine_tune_id: str, name: str) -> str | None:
+    c = fine_tune_artifacts.c
+    with engine.connect() as conn:
+        return conn.execute(
+            select(c.sha256).where(c.fine_tune_id == fine_tune_id, c.name == name)
+        ).scalar_one_or_none()
+
+
+def load_artifact(engine: Engine, fine_tune_id: str, name: str) -> bytes | None:
+    c = fine_tune_artifacts.c
+    with engine.connect() as conn:
+        data = conn.execute(
+            select(c.data).where(c.fine_tune_id == fine_tune_id, c.name == name)
+        ).scalar_one_or_none()
+    return bytes(data) if data is not None else None

@@ -1,0 +1,114 @@
+"""What a fine-tune is, without I/O: its status lifecycle, its slug, and the hyperparameters a
+training run gets from what the caller asked for.
+
+Lifecycle (spec B.3)::
+
+    PENDING ──► QUEUED ──► TRAINING ──► DEPLOYED
+       │          │           │
+       └──────────┴───────────┴──► ERROR  (errorMessage says why; a cancelled run is an ERROR
+                                            "cancelled")
+
+PENDING: accepted, its training rows being copied; QUEUED: waiting for a worker; TRAINING: a
+worker's training process runs (progress is recorded); DEPLOYED: served at ``openpipe:<slug>``.
+
+Defaults follow OpenPipe's 2024 trainer (spec F): LoRA r 8, alpha 16, dropout 0.05, learning rate
+2e-4 times ``learning_rate_multiplier``, cosine schedule with about 10 warm-up steps, an
+effective batch of 8, and ``epochs = clamp(round(10,000 / training rows), 1, 10)``. Preference
+tuning (DPO, after SFT) defaults to one epoch at 5e-5 with beta 0.1; ``adapter_weight`` — which
+OpenPipe never documented — weighs the SFT term tunepipe adds to the DPO loss (it keeps DPO from
+collapsing at high learning rates).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Any
+
+
+class FineTuneStatus(StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    TRAINING = "TRAINING"
+    DEPLOYED = "DEPLOYED"
+    ERROR = "ERROR"
+
+
+UNFINISHED = frozenset({FineTuneStatus.PENDING, FineTuneStatus.QUEUED, FineTuneStatus.TRAINING})
+
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+SLUG_RULE = "Slugs are 1-200 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+
+MIN_TRAIN_ROWS = 10
+"""Fewer TRAIN rows than this cannot make a useful model (OpenPipe refused tiny datasets too)."""
+
+SFT_LEARNING_RATE = 2e-4
+DPO_LEARNING_RATE = 5e-5
+DEFAULT_BATCH = 8
+WARMUP_STEPS = 10
+DEFAULT_SEED = 42
+LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}
+
+
+def check_slug(slug: str) -> bool:
+    return bool(SLUG.match(slug))
+
+
+def default_epochs(train_rows: int) -> float:
+    return float(min(10, max(1, round(10_000 / max(1, train_rows)))))
+
+
+def _steps(rows: int, batch: int, epochs: float) -> int:
+    return max(1, math.ceil(math.ceil(rows / batch) * epochs))
+
+
+def resolve_hyperparameters(
+    *,
+    enable_sft: bool,
+    enable_preference: bool,
+    sft: dict[str, Any],
+    preference: dict[str, Any],
+    train_rows: int,
+    preference_rows: int,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
+    """The full set of hyperparameters a run trains with (recorded with the model).
+
+    ``sft`` and ``preference`` hold the caller's values under OpenPipe's names
+    (``batch_size``, ``learning_rate_multiplier``, ``num_epochs``; ``variant``,
+    ``training_beta``, ``adapter_weight``); missing ones get the defaults above.
+    """
+    batch = sft.get("batch_size")
+    sft_batch = min(DEFAULT_BATCH, max(1, train_rows)) if batch in (None, "auto") else int(batch)
+    sft_epochs = float(sft.get("num_epochs") or default_epochs(train_rows))
+    sft_steps = _steps(train_rows, sft_batch, sft_epochs)
+    pref_batch = min(DEFAULT_BATCH, max(1, preference_rows))
+    pref_epochs = float(preference.get("num_epochs") or 1.0)
+    pref_steps = _steps(preference_rows, pref_batch, pref_epochs) if preference_rows else 0
+    return {
+        "seed": seed,
+        "lora": dict(LORA),
+        "sft": {
+            "enabled": enable_sft,
+            "num_epochs": sft_epochs,
+            "learning_rate": SFT_LEARNING_RATE * float(sft.get("learning_rate_multiplier") or 1.0),
+            "learning_rate_multiplier": float(sft.get("learning_rate_multiplier") or 1.0),
+            "batch_size": sft_batch,
+            "warmup_ratio": min(0.1, WARMUP_STEPS / sft_steps),
+            "lr_scheduler": "cosine",
+        },
+        "dpo": {
+            "enabled": enable_preference,
+            "variant": preference.get("variant") or "DPO",
+            "num_epochs": pref_epochs,
+            "learning_rate": DPO_LEARNING_RATE * float(preference.get("learning_rate_multiplier") or 1.0),
+            "learning_rate_multiplier": float(preference.get("learning_rate_multiplier") or 1.0),
+            "batch_size": pref_batch,
+            "beta": float(preference.get("training_beta") or 0.1),
+            "sft_weight": float(
+                preference["adapter_weight"] if preference.get("adapter_weight") is not None else 1.0
+            ),
+            "steps": pref_steps,
+        },
+    }

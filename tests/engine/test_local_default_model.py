@@ -7,11 +7,7 @@ user's TUNEPIPE_HOME or caches), so only the first run downloads and converts.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -19,25 +15,7 @@ import orjson
 import pytest
 
 from conftest import FakeProvider, _start, base_env, free_port
-
-DEFAULT = "HuggingFaceTB/SmolLM2-135M-Instruct"
-SLOT = "HuggingFaceTB--SmolLM2-135M-Instruct"
-
-
-def converted_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the converted model is kept between runs: pytest's temporary root, which outlives a
-    single run unless ``--basetemp`` names a directory (then nothing is kept)."""
-    if request.config.option.basetemp is None:
-        return tmp_path_factory.getbasetemp().parent / "tunepipe-default-model"
-    return tmp_path_factory.mktemp("default-model") / "converted"
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tunepipe", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+from default_model import DEFAULT, cli, converted_cache, install_default
 
 
 @pytest.mark.slow
@@ -49,23 +27,7 @@ def test_local_default_model_answers_and_follows_a_schema(
     env = base_env(home, fake_provider, None)
     key = f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
     env["TUNEPIPE_API_KEY"] = key
-    cache = converted_cache(request, tmp_path_factory)
-    if (cache / "config.json").is_file():
-        (home / "models").mkdir(parents=True)
-        (home / "models" / SLOT).symlink_to(cache, target_is_directory=True)
-
-    cli(env, "db", "upgrade")
-    out = cli(env, "base-models", "install-default", timeout=600)
-    assert f"local:{DEFAULT}" in out, out
-    installed = home / "models" / SLOT
-    assert (installed / "config.json").is_file()
-    if not installed.is_symlink() and not cache.exists():
-        partial = cache.with_name(f"{cache.name}.{uuid.uuid4().hex}.partial")
-        shutil.copytree(installed, partial)
-        try:
-            partial.rename(cache)
-        except OSError:  # another run got there first
-            shutil.rmtree(partial, ignore_errors=True)
+    install_default(env, home, converted_cache(request, tmp_path_factory))
     assert f"local:{DEFAULT}" in cli({**env, "COLUMNS": "250"}, "base-models", "list")  # no wrapping
 
     port = free_port()

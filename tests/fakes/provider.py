@@ -7,7 +7,11 @@ Behaviour is chosen by the request, so tests need no set-up calls:
   ``{"echo": <text>}``;
 * models named ``fail-<status>`` answer that status with an OpenAI/Anthropic error body;
 * ``fail-midstream`` streams two chunks, then breaks the stream with an error event;
-* ``slow-<ms>`` waits that long first.
+* ``slow-<ms>`` waits that long first;
+* ``teacher-extract`` acts as a teacher model for distillation tests: it answers the
+  compact JSON ``{"name", "age", "city"}`` read from the last user text (the first number is
+  the age, the capitalised word after in/from/to the city, the first other capitalised word
+  the name).
 
 Usage counts words, so tests can check token accounting. Every request is recorded with its
 headers; ``GET /_requests`` returns them and ``DELETE /_requests`` clears them.
@@ -16,6 +20,7 @@ headers; ``GET /_requests`` returns them and ``DELETE /_requests`` clears them.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -52,9 +57,30 @@ async def _behaviour(model: str) -> int | None:
 # ---------------------------------------------------------------- OpenAI
 
 
+_NOT_NAMES = frozenset({"In", "Meet", "From", "To", "Say", "Hello", "The", "This", "Our"})
+
+
+def extract_person(text: str) -> str:
+    """The teacher's answer for ``text`` (see the module docstring)."""
+    words = re.findall(r"[A-Za-z]+|\d+", text)
+    age = next((int(w) for w in words if w.isdigit()), None)
+    city = next(
+        (
+            b
+            for a, b in zip(words, words[1:], strict=False)
+            if a.lower() in ("in", "from", "to") and b[:1].isupper()
+        ),
+        None,
+    )
+    name = next((w for w in words if w[:1].isupper() and w != city and w not in _NOT_NAMES), None)
+    return orjson.dumps({"name": name, "age": age, "city": city}).decode()
+
+
 def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str]:
     messages = body.get("messages") or []
     last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    if body.get("model") == "teacher-extract":
+        return {"role": "assistant", "content": extract_person(last_user)}, "stop"
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if tools and choice != "none":

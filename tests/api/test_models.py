@@ -1,4 +1,5 @@
-"""``GET /models``: what the calling project can put in ``model`` on ``/chat/completions``."""
+"""``GET /models``: what the calling project can put in ``model`` on ``/chat/completions``, in
+OpenPipe's Model shape (the project's fine-tunes are covered in ``test_fine_tunes.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from openpipe.client import OpenPipe
 
 from conftest import FakeProvider, Gateway
 
@@ -51,8 +53,10 @@ def test_models_listed_external_model_is_callable(gateway: Gateway, registered: 
 
 
 def test_models_read_only_key_sees_no_plain_openai(gateway: Gateway, registered: str) -> None:
-    ids = {m.id for m in gateway.client(gateway.read_only_key).models.list()}
-    assert "gpt-4o" not in ids and not any(":" not in i for i in ids)
+    models = list(gateway.client(gateway.read_only_key).models.list())
+    ids = {m.id for m in models}
+    # Unprefixed ids are plain OpenAI models, or the project's fine-tunes (listed by slug).
+    assert "gpt-4o" not in ids and not any(":" not in m.id and m.owned_by == "openai" for m in models)
     assert "anthropic:claude-3-5-sonnet" in ids
     assert "gemini:gemini-2.0-flash" in ids
     assert f"openpipe:{registered}/llama-3-8b" in ids
@@ -71,3 +75,16 @@ def test_models_removed_provider_disappears(gateway: Gateway, fake_provider: Fak
 def test_models_list_requires_a_key(gateway: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError):
         gateway.client("opk_" + "0" * 42).models.list()
+
+
+def test_models_list_items_parse_as_openpipe_models(gateway: Gateway, registered: str) -> None:
+    listed = OpenPipe(api_key=gateway.key, base_url=gateway.base_url).list_models().data
+    models = {m.id: m for m in listed}
+    gpt = models["gpt-4o"]
+    assert gpt.object == "model" and gpt.owned_by == "openai" and gpt.name == "gpt-4o"
+    assert gpt.openpipe.status.value == "DEPLOYED" and gpt.openpipe.hyperparameters is None
+    assert gpt.openpipe.base_model == "gpt-4o" and gpt.openpipe.dataset_id == ""
+    assert gpt.pricing.chat_in == 2.5 and gpt.pricing.chat_out == 10.0
+    assert gpt.created.endswith("Z") and set(gpt.capabilities) == {"chat", "tools", "json"}
+    external = models[f"openpipe:{registered}/llama-3-8b"]
+    assert external.owned_by == registered and external.pricing.chat_in == 0

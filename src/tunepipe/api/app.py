@@ -29,12 +29,14 @@ from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
 from tunepipe.services.dataset_jobs import DatasetJobService
 from tunepipe.services.datasets import DatasetService
+from tunepipe.services.fine_tunes import FineTuneService
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
 from tunepipe.services.providers import ProviderService
 from tunepipe.services.pruning import PruningService
 from tunepipe.services.request_log import RequestLogger
 from tunepipe.services.routing import Router
+from tunepipe.services.training_worker import TrainingWorker
 from tunepipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets_service = DatasetService(engine)
         jobs = DatasetJobService(engine, datasets_service, router, writer)
         await jobs.start()
+        pruning = PruningService(engine)
+        fine_tunes = FineTuneService(
+            settings, engine, datasets=datasets_service, pruning=pruning, base_models=base_models, local=local
+        )
+        router.fine_tunes = fine_tunes
+        worker = None
+        if settings.worker:
+            worker = TrainingWorker(settings, engine, evaluate=fine_tunes.evaluate_test_set)
+            await worker.start()
         app.state.tp = AppState(
             settings=settings,
             engine=engine,
@@ -98,13 +109,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             providers=ProviderService(engine, box, router),
             base_models=base_models,
             local=local,
-            pruning=PruningService(engine),
+            pruning=pruning,
             dataset_jobs=jobs,
+            fine_tunes=fine_tunes,
         )
         tune_gc()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.close()
             await jobs.close()
             local.close()
             await writer.close()

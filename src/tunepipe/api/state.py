@@ -14,6 +14,7 @@ from tunepipe.services.base_models import BaseModelService
 from tunepipe.services.chat import ChatService
 from tunepipe.services.dataset_jobs import DatasetJobService
 from tunepipe.services.datasets import DatasetService
+from tunepipe.services.fine_tunes import FineTuneService
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.logs import LogService
 from tunepipe.services.providers import ProviderService
@@ -39,3 +40,4 @@ class AppState:
     local: LocalModels
     pruning: PruningService
     dataset_jobs: DatasetJobService
+    fine_tunes: FineTuneService

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from tunepipe import __version__
 from tunepipe.cli.datasets import datasets_app
+from tunepipe.cli.models import models_app
 from tunepipe.cli.pruning_rules import pruning_rules_app
 from tunepipe.errors import TunepipeError
 from tunepipe.services import setup
@@ -40,6 +41,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(base_models_app, name="base-models")
 app.add_typer(pruning_rules_app, name="pruning-rules")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
 
 console = Console()
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]
@@ -97,6 +99,19 @@ def serve(
         access_log=False,
         log_level="info",
     )
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run at most one queued job, then exit.")] = False,
+) -> None:
+    """Run a training worker without the API: it claims queued training jobs from the database
+    the servers use, until interrupted (`serve` runs one too unless TUNEPIPE_WORKER=false)."""
+    from tunepipe.cli.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO)
+    console.print("Training worker started; Ctrl-C hands a running job back to the queue.")
+    run_worker(Settings(), once=once)
 
 
 @db_app.command("upgrade")

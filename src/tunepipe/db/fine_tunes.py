@@ -15,7 +15,13 @@ import orjson
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tunepipe.db.schema import fine_tune_artifacts, fine_tune_entries, fine_tune_test_outputs, fine_tunes
+from tunepipe.db.schema import (
+    dataset_entries,
+    fine_tune_artifacts,
+    fine_tune_entries,
+    fine_tune_test_outputs,
+    fine_tunes,
+)
 from tunepipe.domain.clock import now_ms
 from tunepipe.errors import Conflict
 
@@ -262,3 +268,29 @@ def load_artifact(engine: Engine, fine_tune_id: str, name: str) -> bytes | None:
             select(c.data).where(c.fine_tune_id == fine_tune_id, c.name == name)
         ).scalar_one_or_none()
     return bytes(data) if data is not None else None
+
+
+# What a new fine-tune would train on
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRows:
+    train: int
+    test: int
+    train_preference: int  # TRAIN entries with a rejected_message (preference pairs)
+
+
+def count_dataset_rows(engine: Engine, project_id: str, dataset_id: str) -> DatasetRows:
+    """Entries of a dataset by split, counted in the database (checked before any copying)."""
+    e = dataset_entries.c
+    where = (e.dataset_id == dataset_id, e.project_id == project_id)
+    with engine.connect() as conn:
+        by_split: dict[str, int] = dict(
+            conn.execute(select(e.split, func.count()).where(*where).group_by(e.split)).tuples().all()
+        )
+        pairs = conn.execute(
+            select(func.count()).where(*where, e.split == "TRAIN", e.rejected_message.is_not(None))
+        ).scalar_one()
+    return DatasetRows(
+        train=int(by_split.get("TRAIN", 0)), test=int(by_split.get("TEST", 0)), train_preference=int(pairs)
+    )

@@ -217,3 +217,24 @@ def recover_stale(engine: Engine, stale_after_ms: int, message: str) -> list[Job
         if done:
             recovered.append(get(engine, job.id) or job)
     return recovered
+
+
+def release(engine: Engine, job_id: str, worker_id: str, message: str) -> bool:
+    """Hand back a job this worker holds without spending its attempt (the worker is shutting
+    down, which is no fault of the job); False if it was taken away meanwhile."""
+    now = now_ms()
+    c = jobs.c
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(jobs)
+                .where(c.id == job_id, c.worker_id == worker_id, c.status == RUNNING)
+                .values(
+                    status=QUEUED,
+                    worker_id=None,
+                    attempts=c.attempts - 1,
+                    error_message=message,
+                    updated_at=now,
+                )
+            ).rowcount
+        )

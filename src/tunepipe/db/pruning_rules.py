@@ -145,3 +145,42 @@ def iter_entry_messages(engine: Engine, project_id: str, dataset_id: str) -> Ite
         result = conn.execution_options(yield_per=ENTRY_BATCH).execute(query)
         for row in result:
             yield row.messages
+
+
+# A fine-tune's own copies (``fine_tune_id`` set, ``dataset_id`` null): rules edited or deleted
+# on the dataset later never change what an already trained model prunes.
+
+
+def copy_to_fine_tune(engine: Engine, project_id: str, fine_tune_id: str, texts: Sequence[str]) -> None:
+    """Store ``texts`` (oldest first) as the fine-tune's rules, keeping their order."""
+    if not texts:
+        return
+    start = now_ms()
+    rows = [
+        {
+            "id": uuid7(),
+            "project_id": project_id,
+            "dataset_id": None,
+            "fine_tune_id": fine_tune_id,
+            "text_to_match": text,
+            "created_at": start + i,
+        }
+        for i, text in enumerate(texts)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(pruning_rules), rows)
+
+
+def texts_for_fine_tune(engine: Engine, fine_tune_id: str) -> list[str]:
+    """The fine-tune's rule texts in the order they apply."""
+    c = pruning_rules.c
+    query = select(c.text_to_match).where(c.fine_tune_id == fine_tune_id).order_by(c.created_at, c.id)
+    with engine.connect() as conn:
+        return [str(t) for t in conn.execute(query).scalars()]
+
+
+def delete_for_fine_tune(engine: Engine, fine_tune_id: str) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(delete(pruning_rules).where(pruning_rules.c.fine_tune_id == fine_tune_id)).rowcount
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -113,10 +114,13 @@ def active_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
-def render_prompt(tokenizer: Any, body: dict[str, Any]) -> list[int]:
+def _template_inputs(
+    tokenizer: Any, body: dict[str, Any], extra_messages: Sequence[dict[str, Any]] = ()
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and keyword arguments ``apply_chat_template`` gets for ``body``."""
     tools = active_tools(body)
     native = template_supports_tools(tokenizer)
-    messages = to_template_messages(body["messages"], native_tools=native)
+    messages = to_template_messages([*body["messages"], *extra_messages], native_tools=native)
     kwargs: dict[str, Any] = {}
     if tools and native:
         kwargs["tools"] = [t["function"] for t in tools]
@@ -127,10 +131,43 @@ def render_prompt(tokenizer: Any, body: dict[str, Any]) -> list[int]:
             messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + note}
         else:
             messages.insert(0, {"role": "system", "content": note})
+    return messages, kwargs
+
+
+def render_prompt(tokenizer: Any, body: dict[str, Any]) -> list[int]:
+    messages, kwargs = _template_inputs(tokenizer, body)
     ids = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs
     )
     return [int(i) for i in ids]
+
+
+def render_text(
+    tokenizer: Any,
+    body: dict[str, Any],
+    *,
+    extra_messages: Sequence[dict[str, Any]] = (),
+    add_generation_prompt: bool = True,
+) -> str:
+    """The text :func:`render_prompt` tokenizes, optionally with more (OpenAI) messages appended.
+
+    Training renders ``body`` alone (the prompt) and ``body`` plus the answer (the full sequence)
+    through this one code path, so a fine-tune sees exactly what serving will show the model.
+
+    Args:
+        tokenizer: A tokenizer with a chat template.
+        body: A chat request body (``messages``, and optionally ``tools`` / ``tool_choice``).
+        extra_messages: OpenAI messages rendered after ``body["messages"]``.
+        add_generation_prompt: Whether to end with the template's assistant header.
+
+    Returns:
+        The rendered text.
+    """
+    messages, kwargs = _template_inputs(tokenizer, body, extra_messages)
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False, **kwargs
+    )
+    return str(text)
 
 
 def forced_tool_schema(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -3,7 +3,9 @@
 This is where the OpenAI request surface meets the engine: sampling parameters, ``n`` (one
 sequence per choice, seeds offset by the choice index), stop strings, logprobs, tools (rendered
 by the chat template, parsed back into ``tool_calls``; forced by grammar when ``tool_choice``
-requires a call) and ``response_format`` (JSON constrained decoding).
+requires a call) and ``response_format`` (JSON constrained decoding). A fine-tuned model's pruning rules
+(``prune_rules``) are applied to the request's messages before anything else, as they were to
+its training rows.
 
 While tools are active, a choice's text is held until it finishes, since only the whole text
 tells whether it is a tool call; otherwise text streams as it is decoded.
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tunepipe.domain.pruning import prune
 from tunepipe.engine import chat_format
 from tunepipe.engine.constrained import ConstraintFactory
 from tunepipe.engine.engine import LocalEngine
@@ -53,6 +56,7 @@ class LocalProvider:
         adapter: tuple[str, Path] | None = None,
         default_max_tokens: int = 1024,
         default_temperature: float | None = None,
+        prune_rules: tuple[str, ...] = (),
     ) -> None:
         self._engine = engine
         self._model_name = model_name
@@ -61,6 +65,7 @@ class LocalProvider:
         self.name = display_name
         self._default_max_tokens = default_max_tokens
         self._default_temperature = default_temperature
+        self._prune_rules = prune_rules
 
     # ------------------------------------------------------------------ request → sequences
 
@@ -120,6 +125,11 @@ class LocalProvider:
             return factory.json_schema((fmt.get("json_schema") or {}).get("schema") or {})
         return factory.json_schema(None)
 
+    def _pruned(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not self._prune_rules or not isinstance(body.get("messages"), list):
+            return body
+        return {**body, "messages": prune(body["messages"], self._prune_rules).messages}
+
     async def _start(self, body: dict[str, Any]) -> tuple[LoadedModel, list[int], list[SequenceSpec]]:
         loaded = await self._engine.model(self._model_name, self._path, self._adapter)
         prompt, specs = self._specs(loaded, body)
@@ -128,6 +138,7 @@ class LocalProvider:
     # ------------------------------------------------------------------ non-streaming
 
     async def complete(self, body: dict[str, Any]) -> Completion:
+        body = self._pruned(body)
         loaded, prompt, specs = await self._start(body)
         choices = [_Choice() for _ in specs]
         async for delta in self._engine.generate(loaded, specs):
@@ -168,6 +179,7 @@ class LocalProvider:
     # ------------------------------------------------------------------ streaming
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        body = self._pruned(body)
         loaded, prompt, specs = await self._start(body)
         return self._chunks(body, loaded, prompt, specs)
 

@@ -1,13 +1,17 @@
-"""Where a ``model`` goes: the provider to call, with which credentials, at what price.
+"""Where a ``model`` goes: the provider to call, with which credentials, at what price; and what
+``GET /models`` lists.
 
 Per-project provider settings override the environment defaults; both are read through a
-short-lived cache so routing costs no database round trip on the hot path.
+short-lived cache so routing costs no database round trip on the hot path. ``openpipe:<slug>``
+(a fine-tune) is resolved by the fine-tune service, set on the router after both are built
+(:attr:`Router.fine_tunes`): it needs the local engine the router also serves ``local:`` from.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from sqlalchemy import Engine
@@ -15,15 +19,19 @@ from sqlalchemy import Engine
 from tunepipe.db import provider_config
 from tunepipe.db.records import ExternalProvider, Principal, ProviderKey
 from tunepipe.db.secrets import SecretBox
-from tunepipe.domain.model_ref import ModelRef, RouteKind
+from tunepipe.domain.model_ref import ModelRef, RouteKind, parse_model
 from tunepipe.domain.pricing import Price, listed_models, price_for
 from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
 from tunepipe.providers.anthropic import AnthropicProvider
 from tunepipe.providers.base import ChatProvider
 from tunepipe.providers.openai_compat import OpenAICompatProvider
+from tunepipe.services.fine_tune_views import context_window, routed_model_view
 from tunepipe.services.local_models import LocalModels
 from tunepipe.services.ttl_cache import TTLCache
 from tunepipe.settings import Settings
+
+if TYPE_CHECKING:
+    from tunepipe.services.fine_tunes import FineTuneService
 
 _OFFICIAL_HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com")
 
@@ -52,6 +60,7 @@ class Router:
     ) -> None:
         self._settings = settings
         self.local = local
+        self.fine_tunes: FineTuneService | None = None  # set once the service is built
         self._engine = engine
         self._box = box
         self._session = session
@@ -94,9 +103,11 @@ class Router:
 
     async def resolve(self, principal: Principal, ref: ModelRef) -> Route:
         if ref.kind is RouteKind.FINE_TUNE:
-            raise NotFound(
-                f"The model `openpipe:{ref.name}` does not exist", param="model", code="model_not_found"
-            )
+            if self.fine_tunes is None:
+                raise NotFound(
+                    f"The model `openpipe:{ref.name}` does not exist", param="model", code="model_not_found"
+                )
+            return Route(ref=ref, provider=await self.fine_tunes.provider(principal, ref.name), price=None)
         if ref.kind is RouteKind.LOCAL:
             if self.local is None:
                 raise NotFound(f"The model `local:{ref.name}` does not exist", param="model")
@@ -139,11 +150,14 @@ class Router:
         return Route(ref=ref, provider=provider, price=price)
 
 
-async def available_models(router: Router, principal: Principal) -> list[dict[str, object]]:
-    """What ``GET /models`` lists: priced models of every provider with usable credentials, and
-    the project's registered external models."""
+async def available_models(
+    router: Router, principal: Principal, *, fine_tunes: bool = True
+) -> list[dict[str, Any]]:
+    """Every model the caller can put in ``model``: priced models of every provider with usable
+    credentials, registered local models, the project's external models, and (``fine_tunes``)
+    its deployed fine-tunes as ``openpipe:<slug>``. Short OpenAI-style items."""
     providers = await router.project_providers(principal.project.id)
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     for kind in (RouteKind.OPENAI, RouteKind.ANTHROPIC, RouteKind.GEMINI):
         if kind is RouteKind.OPENAI and principal.read_only:
             continue
@@ -171,5 +185,39 @@ async def available_models(router: Router, principal: Principal) -> list[dict[st
         out.extend(
             {"id": f"openpipe:{ext.slug}/{m.slug}", "object": "model", "created": 0, "owned_by": ext.slug}
             for m in ext.models
+        )
+    if fine_tunes and router.fine_tunes is not None:
+        out.extend(
+            {
+                "id": f"openpipe:{ft.slug}",
+                "object": "model",
+                "created": ft.created_at // 1000,
+                "owned_by": principal.project.name,
+            }
+            for ft in await router.fine_tunes.list(principal)
+            if ft.status == "DEPLOYED"
+        )
+    return out
+
+
+async def list_models(router: Router, principal: Principal) -> list[dict[str, Any]]:
+    """``GET /models``: the project's fine-tunes (any status, ``id`` = slug), then every other
+    model it can call, all in OpenPipe's Model shape (the openpipe SDK parses each item so)."""
+    trained = await router.fine_tunes.list(principal) if router.fine_tunes is not None else []
+    out = await router.fine_tunes.views(principal, trained) if router.fine_tunes is not None else []
+    dirs: dict[str, str] = {}
+    if router.local is not None:
+        dirs = {f"local:{m.name}": m.path for m in await router.local.list_models()}
+    for m in await available_models(router, principal, fine_tunes=False):
+        model_id = str(m["id"])
+        ref = parse_model(model_id)
+        price = (
+            price_for(ref.kind, ref.name) if ref.kind not in (RouteKind.LOCAL, RouteKind.EXTERNAL) else None
+        )
+        context = await asyncio.to_thread(context_window, dirs[model_id]) if model_id in dirs else 0
+        out.append(
+            routed_model_view(
+                model_id, owner=str(m["owned_by"]), created_s=int(m["created"]), context=context, price=price
+            )
         )
     return out

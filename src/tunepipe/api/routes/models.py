@@ -1,17 +1,107 @@
-"""``GET /models``: what the calling project can use on ``/chat/completions``."""
+"""The Models API (spec A.4): list what the project can call, train a model (``POST /models``),
+get and delete one; tunepipe's additions (cancel, test-set outputs, adapter and merged-weights
+downloads); and the deprecated ``/unstable/finetune/*`` routes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from starlette.responses import Response
+from typing import Annotated, Literal
 
-from tunepipe.api.deps import Caller, State
+from fastapi import APIRouter, Query
+from starlette.responses import FileResponse, Response
+
+from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
-from tunepipe.services.routing import available_models
+from tunepipe.protocol.models import (
+    CreateModelRequest,
+    UnstableFinetuneCreateRequest,
+    UnstableFinetuneDeleteRequest,
+)
+from tunepipe.services.fine_tune_create import unstable_request
+from tunepipe.services.fine_tune_views import test_outputs_view, unstable_view
+from tunepipe.services.routing import list_models as routable_models
 
 router = APIRouter(tags=["models"])
+
+Dtype = Literal["fp32", "bf16", "fp16"]
 
 
 @router.get("/models")
 async def list_models(state: State, caller: Caller) -> Response:
-    return json_response({"object": "list", "data": await available_models(state.router, caller)})
+    return json_response({"object": "list", "data": await routable_models(state.router, caller)})
+
+
+@router.post("/models")
+async def create_model(body: CreateModelRequest, state: State, caller: Writer) -> Response:
+    ft = await state.fine_tunes.create(caller, body)
+    return json_response(await state.fine_tunes.view(caller, ft))
+
+
+@router.get("/models/{slug}")
+async def get_model(slug: str, state: State, caller: Caller) -> Response:
+    ft = await state.fine_tunes.get(caller, slug)
+    return json_response(await state.fine_tunes.view(caller, ft))
+
+
+@router.delete("/models/{slug}")
+async def delete_model(slug: str, state: State, caller: Writer) -> Response:
+    ft = await state.fine_tunes.delete(caller, slug)
+    return json_response({"id": ft.slug, "object": "model", "deleted": True})
+
+
+@router.post("/models/{slug}/cancel")
+async def cancel_model(slug: str, state: State, caller: Writer) -> Response:
+    ft = await state.fine_tunes.cancel(caller, slug)
+    return json_response(await state.fine_tunes.view(caller, ft))
+
+
+@router.get("/models/{slug}/test-outputs")
+async def model_test_outputs(slug: str, state: State, caller: Caller) -> Response:
+    ft, outputs = await state.fine_tunes.test_outputs(caller, slug)
+    return json_response(test_outputs_view(ft, outputs))
+
+
+@router.get("/models/{slug}/adapter")
+async def download_adapter(slug: str, state: State, caller: Caller) -> Response:
+    ft, data = await state.fine_tunes.adapter_archive(caller, slug)
+    return Response(
+        data,
+        media_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{ft.slug}-adapter.tar.gz"'},
+    )
+
+
+@router.get("/models/{slug}/weights")
+async def download_weights(
+    slug: str, state: State, caller: Caller, dtype: Annotated[Dtype, Query()] = "bf16"
+) -> Response:
+    archive = await state.fine_tunes.merged_archive(caller, slug, dtype)
+    return FileResponse(
+        archive, media_type="application/gzip", filename=f"{slug.removeprefix('openpipe:')}-{dtype}.tar.gz"
+    )
+
+
+# Deprecated (OpenPipe's older SDKs)
+
+
+@router.post("/unstable/finetune/create")
+async def unstable_finetune_create(
+    body: UnstableFinetuneCreateRequest, state: State, caller: Writer
+) -> Response:
+    ft = await state.fine_tunes.create(caller, unstable_request(body))
+    return json_response({"id": ft.id})
+
+
+@router.get("/unstable/finetune/get")
+async def unstable_finetune_get(
+    state: State, caller: Caller, id: str | None = None, slug: str | None = None
+) -> Response:
+    return json_response(unstable_view(await state.fine_tunes.find(caller, id=id, slug=slug)))
+
+
+@router.post("/unstable/finetune/delete")
+async def unstable_finetune_delete(
+    body: UnstableFinetuneDeleteRequest, state: State, caller: Writer
+) -> Response:
+    ft = await state.fine_tunes.find(caller, id=body.id, slug=body.slug)
+    await state.fine_tunes.delete(caller, ft.slug)
+    return json_response({"deleted": True})

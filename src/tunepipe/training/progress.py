@@ -1,0 +1,82 @@
+"""Per-step progress of a training stage, as ``start`` and ``progress`` events.
+
+:class:`ProgressCallback` turns the trainers' per-step logs into events on the job's
+:class:`~tunepipe.training.events.EventLog` and remembers what the final metrics need (first
+and last loss, reward margins, tokens seen).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from tunepipe.training.events import EventLog
+
+# TRL's per-step DPO metrics, under the names the events use.
+_DPO_KEYS = {"rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy"}
+
+
+class ProgressCallback(TrainerCallback):
+    """Emits ``start`` once and ``progress`` after every optimizer step of one stage."""
+
+    def __init__(self, events: EventLog, stage: str, rows: int) -> None:
+        self.events = events
+        self.stage = stage
+        self.rows = rows
+        self.losses: list[float] = []
+        self.margins: list[float] = []
+        self.accuracies: list[float] = []
+        self.tokens = 0
+        self.steps = 0
+        self._started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._started = time.perf_counter()
+        self.events.emit(
+            {"event": "start", "stage": self.stage, "total_steps": state.max_steps, "rows": self.rows}
+        )
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not logs or "loss" not in logs:  # the end-of-training summary has train_loss instead
+            return
+        step, total = state.global_step, state.max_steps
+        elapsed = self.elapsed
+        self.steps = step
+        self.tokens = int(logs.get("num_tokens", self.tokens))
+        loss = float(logs["loss"])
+        self.losses.append(loss)
+        event: dict[str, Any] = {
+            "event": "progress",
+            "stage": self.stage,
+            "step": step,
+            "total_steps": total,
+            "loss": loss,
+            "learning_rate": float(logs.get("learning_rate", 0.0)),
+            "epoch": float(logs.get("epoch", state.epoch or 0.0)),
+            "eta_s": round(elapsed / step * (total - step), 1) if step else None,
+            "tokens_per_s": round(self.tokens / elapsed, 1) if elapsed > 0 else None,
+        }
+        for key, name in _DPO_KEYS.items():
+            if key in logs and math.isfinite(float(logs[key])):
+                event[name] = float(logs[key])
+        if "reward_margin" in event:
+            self.margins.append(event["reward_margin"])
+        if "reward_accuracy" in event:
+            self.accuracies.append(event["reward_accuracy"])
+        self.events.emit(event)

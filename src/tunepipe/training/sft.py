@@ -1,0 +1,83 @@
+"""Supervised fine-tuning: next-token loss on the final assistant message of every row.
+
+The rows arrive tokenized (see :mod:`tunepipe.training.data`) with their labels already masked
+to the answer, so TRL neither renders chat templates nor re-tokenizes anything; its trainer
+only batches and optimises (and its fused LM head projects only the answer positions).
+
+Batches are padded, with rows of similar length grouped into the same batch (by a seeded
+sampler, so runs stay reproducible): chat rows vary a lot in length, and a batch of one long
+and seven short rows is mostly padding. TRL's padding-free mode was measured and left off: it
+lays a batch end to end in one sequence, and without FlashAttention (CPUs, plain SDPA) that
+sequence pays attention over its full flattened length, quadratically, with a materialised
+block mask whose memory grows the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunepipe.training.config import TrainingConfig
+from tunepipe.training.events import EventLog
+from tunepipe.training.progress import ProgressCallback
+from tunepipe.training.runtime import Runtime, shared_args, warmup
+
+
+def sft_dataset(examples: list[dict[str, list[int]]]) -> Any:
+    """A ``datasets`` table of ``input_ids``, ``labels`` (-100 outside the answer) and ``length``."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "input_ids": [e["input_ids"] for e in examples],
+            "length": [len(e["input_ids"]) for e in examples],  # read by the length-grouped sampler
+            "labels": [
+                [t if m else -100 for t, m in zip(e["input_ids"], e["completion_mask"], strict=True)]
+                for e in examples
+            ],
+        }
+    )
+
+
+def run_sft(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict[str, list[int]]],
+    config: TrainingConfig,
+    runtime: Runtime,
+    events: EventLog,
+    output_dir: Path,
+) -> ProgressCallback:
+    """Train ``model``'s adapter in place; returns the callback holding the stage's losses."""
+    from trl import SFTConfig, SFTTrainer
+
+    settings = config.sft
+    args = SFTConfig(
+        **shared_args(
+            config,
+            runtime,
+            output_dir,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            num_epochs=settings.num_epochs,
+        ),
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=warmup(settings.warmup_ratio),
+        # Lengths were checked against max_seq_len when the rows were tokenized.
+        max_length=None,
+        padding_free=False,
+        packing=False,
+        train_sampling_strategy="group_by_length",
+        completion_only_loss=False,  # the labels already carry the mask
+        dataset_num_proc=None,
+    )
+    progress = ProgressCallback(events, "sft", len(examples))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(examples),
+        processing_class=tokenizer,
+        callbacks=[progress],
+    )
+    trainer.train()
+    return progress

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.conftest import PROMPTS, Reference, user
-from tunepipe.engine.loading import load_model_dir
+from engine.conftest import PROMPTS, Reference, build_lora, user
+from tunepipe.engine.loading import attach_adapter, detach_adapter, load_model_dir
 from tunepipe.engine.pool import ModelPool
 from tunepipe.engine.scheduler import Scheduler
 from tunepipe.engine.types import Delta, SamplingParams, SequenceSpec
@@ -126,3 +126,22 @@ async def test_pool_serves_a_reregistered_name_from_its_new_directory(
     assert not same_weights(first.model, again.model)
     assert pool.loaded == ["name"]
     assert await pool.get("name", other_tiny_dir) is again
+
+
+def test_detach_last_adapter_restores_the_base_model(tiny_dir: Path, tmp_path: Path) -> None:
+    ids = torch.tensor([[5, 17, 42, 7]])
+    loaded = load_model_dir("tiny", tiny_dir)
+    with torch.no_grad():
+        base = loaded.model(ids).logits
+    attach_adapter(loaded, "a", build_lora(tiny_dir, tmp_path / "a", seed=1))
+    attach_adapter(loaded, "b", build_lora(tiny_dir, tmp_path / "b", seed=2))
+    detach_adapter(loaded, "a")
+    loaded.model.set_adapter("b")
+    with torch.no_grad():
+        assert not torch.allclose(loaded.model(ids).logits, base)
+    detach_adapter(loaded, "b")
+    assert loaded.adapters == {}
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(ids).logits, base, atol=1e-6)
+    attach_adapter(loaded, "a", tmp_path / "a")  # and adapters can come back
+    assert set(loaded.adapters) == {"a"}

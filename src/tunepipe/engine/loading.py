@@ -115,7 +115,15 @@ def attach_adapter(loaded: LoadedModel, adapter: str, path: Path) -> None:
 
 
 def detach_adapter(loaded: LoadedModel, adapter: str) -> None:
+    """Remove an adapter. The last one goes with PEFT's wrapper altogether: PEFT cannot run a
+    model whose every adapter was deleted (its active adapter is gone), so the plain base model
+    is put back."""
     with loaded.lock:
-        if adapter in loaded.adapters:
+        if adapter not in loaded.adapters:
+            return
+        if len(loaded.adapters) == 1:
+            loaded.model = loaded.model.unload()
+            loaded.model.eval()
+        else:
             loaded.model.delete_adapter(adapter)
-            del loaded.adapters[adapter]
+        del loaded.adapters[adapter]

@@ -151,11 +151,6 @@ class FineTuneService:
         name = adapter_name(ft)
         if name not in loaded.adapters:
             return
-        if set(loaded.adapters) == {name}:
-            # PEFT leaves a model whose last adapter was deleted unable to run even the base
-            # (its active adapter is gone): drop the whole model; the next request reloads it.
-            pool.unload(base.name)
-            return
         await asyncio.to_thread(detach_adapter, loaded, name)
 
     async def test_outputs(self, principal: Principal, slug: str) -> tuple[FineTune, list[TestOutput]]:

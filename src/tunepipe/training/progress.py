@@ -58,7 +58,8 @@ class ProgressCallback(TrainerCallback):
         step, total = state.global_step, state.max_steps
         elapsed = self.elapsed
         self.steps = step
-        self.tokens = int(logs.get("num_tokens", self.tokens))
+        if "num_tokens" in logs:  # TRL's count, where its own loss runs (DPO)
+            self.tokens = int(logs["num_tokens"])
         loss = float(logs["loss"])
         self.losses.append(loss)
         event: dict[str, Any] = {

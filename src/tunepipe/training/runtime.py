@@ -40,8 +40,10 @@ def resolve_runtime(config: TrainingConfig) -> Runtime:
     """Pick the device and precision for ``config``.
 
     On CUDA the base model is loaded in bf16 when the card supports it. On a CPU the weights
-    stay fp32; bf16 autocast is used only where ``TUNEPIPE_TRAIN_CPU_BF16=1`` asks for it,
-    since whether it is faster depends on the CPU's bf16 support (see bench/train.py).
+    stay fp32 and the forward and backward passes run under bf16 autocast when the CPU has
+    native bf16 (AVX512-BF16 or AMX): measured with SmolLM2-135M LoRA on 2 AMD EPYC cores, 278
+    tok/s against 134 in fp32 (see bench/train.py). ``TUNEPIPE_TRAIN_CPU_BF16=0`` or ``=1``
+    overrides the choice.
     """
     name = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -51,8 +53,16 @@ def resolve_runtime(config: TrainingConfig) -> Runtime:
         if torch.cuda.is_bf16_supported():
             return Runtime(device, "bf16", torch.bfloat16)
         return Runtime(device, "fp32", torch.float32)
-    bf16 = os.environ.get("TUNEPIPE_TRAIN_CPU_BF16") == "1"
+    override = os.environ.get("TUNEPIPE_TRAIN_CPU_BF16")
+    bf16 = override == "1" if override in ("0", "1") else _cpu_has_bf16()
     return Runtime(device, "bf16" if bf16 else "fp32", torch.float32)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def batch_split(batch_size: int, device: torch.device) -> tuple[int, int]:

@@ -2,7 +2,9 @@
 
 The rows arrive tokenized (see :mod:`tunepipe.training.data`) with their labels already masked
 to the answer, so TRL neither renders chat templates nor re-tokenizes anything; its trainer
-only batches and optimises (and its fused LM head projects only the answer positions).
+only batches and optimises. The loss is the model's own (:class:`_ModelLossSFTTrainer`): TRL's
+fused LM head, which projects in tiles and also computes entropy and accuracy for its logs,
+measured 25 % slower on a CPU under bf16 autocast (216 against 278 tok/s, SmolLM2-135M).
 
 Batches are padded, with rows of similar length grouped into the same batch (by a seeded
 sampler, so runs stay reproducible): chat rows vary a lot in length, and a batch of one long
@@ -17,10 +19,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transformers import Trainer
+from trl import SFTConfig, SFTTrainer
+
 from tunepipe.training.config import TrainingConfig
 from tunepipe.training.events import EventLog
 from tunepipe.training.progress import ProgressCallback
 from tunepipe.training.runtime import Runtime, shared_args, warmup
+
+
+class _ModelLossSFTTrainer(SFTTrainer):
+    """SFTTrainer with ``transformers.Trainer``'s loss (the model's, from ``labels``), counting
+    the tokens it trains on into the progress callback."""
+
+    progress: ProgressCallback | None = None
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        inputs = {**inputs, "use_cache": False}
+        if self.progress is not None:
+            self.progress.tokens += int(inputs["attention_mask"].sum())
+        return Trainer.compute_loss(
+            self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
 
 def sft_dataset(examples: list[dict[str, list[int]]]) -> Any:
@@ -49,8 +71,6 @@ def run_sft(
     output_dir: Path,
 ) -> ProgressCallback:
     """Train ``model``'s adapter in place; returns the callback holding the stage's losses."""
-    from trl import SFTConfig, SFTTrainer
-
     settings = config.sft
     args = SFTConfig(
         **shared_args(
@@ -72,12 +92,13 @@ def run_sft(
         dataset_num_proc=None,
     )
     progress = ProgressCallback(events, "sft", len(examples))
-    trainer = SFTTrainer(
+    trainer = _ModelLossSFTTrainer(
         model=model,
         args=args,
         train_dataset=sft_dataset(examples),
         processing_class=tokenizer,
         callbacks=[progress],
     )
+    trainer.progress = progress
     trainer.train()
     return progress

@@ -57,7 +57,7 @@ async def _behaviour(model: str) -> int | None:
 # ---------------------------------------------------------------- OpenAI
 
 
-_NOT_NAMES = frozenset({"In", "Meet", "From", "To", "Say", "Hello", "The", "This", "Our"})
+_NOT_NAMES = frozenset({"In", "Meet", "From", "To", "Please", "Hello", "The", "This", "Our"})
 
 
 def extract_person(text: str) -> str:

@@ -171,6 +171,31 @@ def pg_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def migrated_engine(backend: str, tmp_path: Path) -> Iterator[Any]:
+    """A migrated database of its own (SQLite under ``tmp_path``, or a fresh Postgres schema
+    dropped afterwards): the engine, for tests that use the repositories directly."""
+    from tunepipe.db.engine import make_engine
+    from tunepipe.db.migrate import upgrade
+
+    if backend == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'tunepipe.db'}")
+        upgrade(eng)
+        yield eng
+        eng.dispose()
+        return
+    schema = f"tp_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    eng = make_engine(f"{PG_DSN}?options=-csearch_path%3D{schema}")
+    try:
+        upgrade(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("pg_schema") if backend == "postgres" else None
 

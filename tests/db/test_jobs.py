@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, update
 
-from conftest import PG_DSN
+from conftest import migrated_engine
 from tunepipe.db import jobs
-from tunepipe.db.engine import make_engine
-from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.db.schema import jobs as jobs_table
 from tunepipe.domain.clock import now_ms
@@ -27,23 +23,7 @@ from tunepipe.domain.clock import now_ms
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated database of its own per test (Postgres: a fresh schema, dropped after)."""
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-        upgrade(eng)
-        yield eng
-        eng.dispose()
-        return
-    schema = f"tp_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    eng = make_engine(f"{PG_DSN}?options=-csearch_path%3D{schema}")
-    try:
-        upgrade(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    yield from migrated_engine(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -15,17 +15,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, update
 
-from conftest import PG_DSN
+from conftest import migrated_engine
 from engine.tiny import build_tiny_model
 from tunepipe.db import base_models, jobs
 from tunepipe.db import fine_tunes as repo
-from tunepipe.db.engine import make_engine
 from tunepipe.db.fine_tunes import FineTune
-from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.db.schema import jobs as jobs_table
 from tunepipe.domain.clock import now_ms
@@ -45,32 +42,12 @@ LONG = 200
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated database of its own per test (Postgres: a fresh schema, dropped after)."""
-    yield from _engine(request.param, tmp_path)
+    yield from migrated_engine(request.param, tmp_path)
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    yield from _engine("sqlite", tmp_path)
-
-
-def _engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
-    if backend == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
-        upgrade(eng)
-        yield eng
-        eng.dispose()
-        return
-    schema = f"tp_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    eng = make_engine(f"{PG_DSN}?options=-csearch_path%3D{schema}")
-    try:
-        upgrade(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    yield from migrated_engine("sqlite", tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -120,18 +120,22 @@ def claim(
     return None
 
 
-def heartbeat(engine: Engine, job_id: str, worker_id: str) -> bool:
-    """Beat; False when the job is no longer this worker's (recovered by another, or finished)."""
-    now = now_ms()
+def _update_held(engine: Engine, job_id: str, holder: str, /, **values: Any) -> bool:
+    """Update a job only while ``holder`` holds it (RUNNING, claimed by it); False when it
+    was taken away meanwhile (recovered by another worker, or finished)."""
     c = jobs.c
     with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(jobs)
-                .where(c.id == job_id, c.worker_id == worker_id, c.status == RUNNING)
-                .values(heartbeat_at=now, updated_at=now)
-            ).rowcount
+        held = conn.execute(
+            update(jobs)
+            .where(c.id == job_id, c.worker_id == holder, c.status == RUNNING)
+            .values(**values, updated_at=now_ms())
         )
+    return bool(held.rowcount)
+
+
+def heartbeat(engine: Engine, job_id: str, worker_id: str) -> bool:
+    """Beat; False when the job is no longer this worker's (recovered by another, or finished)."""
+    return _update_held(engine, job_id, worker_id, heartbeat_at=now_ms())
 
 
 def request_cancel(engine: Engine, job_id: str) -> None:
@@ -162,30 +166,14 @@ def finish(
     engine: Engine, job_id: str, worker_id: str, status: str, error_message: str | None = None
 ) -> bool:
     """End a job this worker holds; False if it was taken away meanwhile."""
-    now = now_ms()
-    c = jobs.c
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(jobs)
-                .where(c.id == job_id, c.worker_id == worker_id, c.status == RUNNING)
-                .values(status=status, error_message=error_message, finished_at=now, updated_at=now)
-            ).rowcount
-        )
+    return _update_held(
+        engine, job_id, worker_id, status=status, error_message=error_message, finished_at=now_ms()
+    )
 
 
 def requeue(engine: Engine, job_id: str, worker_id: str, error_message: str) -> bool:
     """Give a job this worker holds back to the queue (another attempt), noting why."""
-    now = now_ms()
-    c = jobs.c
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(jobs)
-                .where(c.id == job_id, c.worker_id == worker_id, c.status == RUNNING)
-                .values(status=QUEUED, worker_id=None, error_message=error_message, updated_at=now)
-            ).rowcount
-        )
+    return _update_held(engine, job_id, worker_id, status=QUEUED, worker_id=None, error_message=error_message)
 
 
 def recover_stale(engine: Engine, stale_after_ms: int, message: str) -> list[Job]:
@@ -222,19 +210,12 @@ def recover_stale(engine: Engine, stale_after_ms: int, message: str) -> list[Job
 def release(engine: Engine, job_id: str, worker_id: str, message: str) -> bool:
     """Hand back a job this worker holds without spending its attempt (the worker is shutting
     down, which is no fault of the job); False if it was taken away meanwhile."""
-    now = now_ms()
-    c = jobs.c
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(jobs)
-                .where(c.id == job_id, c.worker_id == worker_id, c.status == RUNNING)
-                .values(
-                    status=QUEUED,
-                    worker_id=None,
-                    attempts=c.attempts - 1,
-                    error_message=message,
-                    updated_at=now,
-                )
-            ).rowcount
-        )
+    return _update_held(
+        engine,
+        job_id,
+        worker_id,
+        status=QUEUED,
+        worker_id=None,
+        attempts=jobs.c.attempts - 1,
+        error_message=message,
+    )

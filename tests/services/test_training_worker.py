@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -397,3 +399,23 @@ def test_exit_message_names_the_signal_or_the_status_and_the_last_output(tmp_pat
         "training process exited with status 1: Traceback (most recent call last): | ImportError: no torch"
     )
     assert exit_message(2, tmp_path / "missing.log") == "training process exited with status 2"
+
+
+async def test_worker_recovers_at_once_a_job_whose_process_on_this_host_is_gone(
+    engine: Engine, tiny_model: Path, settings: Settings
+) -> None:
+    """A server restarted after a crash: its old job's heartbeat is fresh, but the process that
+    held it no longer exists, so it is requeued without waiting for the stale timeout. A job of a
+    live process on this host is left alone."""
+    probe = subprocess.Popen(["true"])  # a pid that has just exited
+    probe.wait()
+    host = socket.gethostname()
+    _, job = make_job(engine, tiny_model, epochs=1)
+    assert jobs.claim(engine, f"{host}:{probe.pid}:dead") is not None
+    live_job = jobs.enqueue(engine, "train", job.project_id, job.subject_id)
+    assert jobs.claim(engine, f"{host}:{os.getpid()}:alive") is not None
+
+    worker = TrainingWorker(settings, engine, worker_id="w-restarted")
+    assert await worker.recover() == 1
+    assert job_row(engine, job.id).status == jobs.QUEUED
+    assert job_row(engine, live_job.id).status == jobs.RUNNING

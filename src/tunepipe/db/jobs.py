@@ -12,6 +12,7 @@ worker died.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,17 +177,20 @@ def requeue(engine: Engine, job_id: str, worker_id: str, error_message: str) -> 
     return _update_held(engine, job_id, worker_id, status=QUEUED, worker_id=None, error_message=error_message)
 
 
-def recover_stale(engine: Engine, stale_after_ms: int, message: str) -> list[Job]:
+def recover_stale(
+    engine: Engine, stale_after_ms: int, message: str, *, dead: Callable[[Job], bool] | None = None
+) -> list[Job]:
     """Jobs whose worker stopped beating: requeued while attempts remain, else ERROR.
 
-    Returns the jobs as they are after recovery (so a caller can update their subjects).
+    ``dead`` may name more jobs whose worker is known to be gone, whatever their heartbeat says
+    (a worker on this host whose process no longer exists). Returns the jobs as they are after
+    recovery (so a caller can update their subjects).
     """
     c = jobs.c
     cutoff = now_ms() - stale_after_ms
     with engine.connect() as conn:
-        stale = [
-            _job(r) for r in conn.execute(select(jobs).where(c.status == RUNNING, c.heartbeat_at < cutoff))
-        ]
+        running = [_job(r) for r in conn.execute(select(jobs).where(c.status == RUNNING))]
+    stale = [j for j in running if (j.heartbeat_at or 0) < cutoff or (dead is not None and dead(j))]
     recovered: list[Job] = []
     for job in stale:
         retry = job.attempts < job.max_attempts and not job.cancel_requested

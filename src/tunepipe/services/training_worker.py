@@ -4,8 +4,9 @@ one at a time, each as a training child process (:mod:`tunepipe.services.trainin
 Any number of workers — inside ``tunepipe serve`` or alone as ``tunepipe worker``, on one host
 or many — share the queue through the database: claiming is atomic (:func:`tunepipe.db.jobs.claim`),
 so each job runs once. Between claims a worker recovers jobs whose worker stopped beating (a
-killed process, a lost host): they are retried while attempts remain, else failed, and their
-fine-tunes follow (QUEUED again, or ERROR).
+killed process, a lost host) or, on its own host, whose worker process is gone (a server
+restarted after a crash: recovered at once rather than after ``job_stale_after_s``): they are
+retried while attempts remain, else failed, and their fine-tunes follow (QUEUED again, or ERROR).
 
 Nothing escapes the loop: an exception while running a job fails that job and its fine-tune with
 "internal error: …" and the worker goes on with the next. Shutting down (:meth:`TrainingWorker.close`)
@@ -39,6 +40,23 @@ STALE_MESSAGE = "the worker running this job stopped (process died?)"
 def default_worker_id() -> str:
     """``host:pid:random``: unique per worker, and says where to look when a job goes stale."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def worker_gone(job: Job) -> bool:
+    """Whether the job's worker was a process of this host that no longer exists: a server
+    restarted after a crash recovers its old jobs at once instead of after the stale timeout.
+    (A reused pid only delays recovery to the timeout.)"""
+    host, _, rest = (job.worker_id or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class TrainingWorker:
@@ -132,7 +150,9 @@ class TrainingWorker:
     async def recover(self) -> int:
         """Hand back jobs whose worker stopped beating and update their fine-tunes; how many."""
         stale_after_ms = int(self.settings.job_stale_after_s * 1000)
-        recovered = await asyncio.to_thread(jobs.recover_stale, self.engine, stale_after_ms, STALE_MESSAGE)
+        recovered = await asyncio.to_thread(
+            jobs.recover_stale, self.engine, stale_after_ms, STALE_MESSAGE, dead=worker_gone
+        )
         for job in recovered:
             log.warning("job %s recovered from a stopped worker: now %s", job.id, job.status)
             if job.kind == TRAIN:

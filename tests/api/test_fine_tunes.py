@@ -561,6 +561,42 @@ def test_fine_tune_lifecycle_trains_evaluates_and_serves(gateway: Gateway, proj:
     assert answer == chat(gateway, proj, f"openpipe:{name}", [{"role": "system", "content": RULE}, *message])
     assert name in {m.id for m in gateway.client(proj.key).models.list().data}
 
+    # Continue from the deployed model with preference tuning only: "no" preferred over "yes".
+    prefs = new_dataset(
+        gateway, proj, train=12, test=0, rejected_message={"role": "assistant", "content": "yes"}
+    )
+    with gateway.http(proj.key) as h:
+        for e in h.get(f"/datasets/{prefs}/entries", params={"limit": 100}).json()["data"]:
+            r = h.patch(
+                f"/datasets/{prefs}/entries/{e['id']}",
+                json={"output": {"role": "assistant", "content": "no"}},
+            )
+            assert r.status_code == 200, r.text
+    child = slug()
+    client.create_model(
+        dataset_id=prefs,
+        slug=child,
+        training_config=openpipe_config(  # type: ignore[arg-type]
+            name,
+            enable_sft=False,
+            enable_preference_tuning=True,
+            preference_hyperparameters={
+                "num_epochs": 3,
+                "learning_rate_multiplier": 20,
+                "training_beta": 0.1,
+            },
+        ),
+    )
+    seen = wait_for_status(gateway, proj, child, {"DEPLOYED", "ERROR"}, 300)
+    assert seen[-1] == "DEPLOYED", client.get_model(model_slug=child).openpipe.error_message
+    with gateway.http(proj.key) as h:
+        continued = h.get(f"/models/{child}").json()
+    assert continued["openpipe"]["baseModel"] == name
+    assert continued["tunepipe"]["parentId"] is not None and continued["tunepipe"]["rootModel"] == proj.base
+    metrics = continued["tunepipe"]["metrics"]
+    assert metrics["dpo_steps"] > 0 and "sft_steps" not in metrics
+    assert metrics["dpo_reward_margin_last"] > metrics["dpo_reward_margin_first"], metrics
+
     client.delete_model(model_slug=name)
     with pytest.raises(openai.NotFoundError):
         chat(gateway, proj, f"openpipe:{name}", message)

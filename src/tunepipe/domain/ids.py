@@ -7,6 +7,10 @@ log writer measurably cheaper (docs/performance.md). The text form is an ordinar
 Ids must be unique, not secret (reading a log takes the project's key), so the random part comes
 from :mod:`random`, which is seeded from the OS and reseeded in forked workers, and needs no
 system call per id.
+
+Within one process, ids made in the same millisecond still sort in the order they were made
+(RFC 9562's method 1: ``rand_a`` counts up from a random start), so "oldest first" by id holds
+for queued jobs created together.
 """
 
 from __future__ import annotations
@@ -17,16 +21,26 @@ import time
 _RAND_B_BITS = 62
 
 
+_last_ms = 0
+_counter = 0
+
+
 def uuid7() -> str:
-    """48 bits of Unix milliseconds, the version, 12 + 62 random bits and the variant."""
+    """48 bits of Unix milliseconds, the version, a 12-bit sequence, 62 random bits and the variant."""
+    global _last_ms, _counter
     ms = time.time_ns() // 1_000_000
-    rand = random.getrandbits(12 + _RAND_B_BITS)
+    if ms > _last_ms:  # a new millisecond: start low enough to leave room to count
+        _last_ms, _counter = ms, random.getrandbits(11)
+    elif _counter >= 0xFFF:  # the sequence is spent: borrow the next millisecond (RFC 9562)
+        _last_ms, _counter = _last_ms + 1, random.getrandbits(11)
+    else:  # the same millisecond, or the clock stepped back: keep counting
+        _counter += 1
     value = (
-        (ms & 0xFFFF_FFFF_FFFF) << 80
+        (_last_ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76  # version 7
-        | (rand >> _RAND_B_BITS) << 64  # rand_a
+        | _counter << 64  # rand_a: the sequence
         | 0b10 << 62  # RFC 9562 variant
-        | rand & ((1 << _RAND_B_BITS) - 1)  # rand_b
+        | random.getrandbits(_RAND_B_BITS)  # rand_b
     )
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -53,16 +53,12 @@ def test_worker_command_trains_a_model_the_server_then_serves(
         ds = op.create_dataset(name="worker")
         op.create_dataset_entries(dataset_id=ds.id, entries=rows(16, "TRAIN") + rows(2, "TEST"))  # type: ignore[arg-type]
         slug = f"w-{uuid.uuid4().hex[:8]}"
-        op.create_model(
-            dataset_id=ds.id,
-            slug=slug,
-            default_temperature=0,
-            training_config={  # type: ignore[arg-type]
-                "provider": "openpipe",
-                "baseModel": "tiny-w",
-                "sft_hyperparameters": {"num_epochs": 5, "learning_rate_multiplier": 50, "batch_size": 4},
-            },
+        created = cli(
+            env,
+            *("models", "create", "--dataset", str(ds.id), "--slug", slug, "--base-model", "tiny-w"),
+            *("--epochs", "5", "--lr-multiplier", "50", "--batch-size", "4", "--default-temperature", "0"),
         )
+        assert slug in created, created
         time.sleep(3)
         assert op.get_model(model_slug=slug).openpipe.status.value == "QUEUED"  # nobody trains it
 
@@ -82,6 +78,7 @@ def test_worker_command_trains_a_model_the_server_then_serves(
         assert done.returncode == 0, done.stdout + done.stderr
         model = op.get_model(model_slug=slug)
         assert model.openpipe.status.value == "DEPLOYED", model.openpipe.error_message
+        assert "is deployed" in cli(env, "models", "wait", slug)
         assert any((worker_home / "fine_tunes").iterdir())
         assert not (server_home / "fine_tunes").exists()
 

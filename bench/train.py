@@ -146,7 +146,7 @@ def main() -> int:
     )
     parser.add_argument("--model", type=Path, help="model directory (default: SmolLM2-135M under --home)")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("TUNEPIPE_HOME", "~/.tunepipe")))
-    parser.add_argument("--steps", type=int, default=6, help="optimizer steps on each side")
+    parser.add_argument("--steps", type=int, default=16, help="optimizer steps on each side")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides")

@@ -428,6 +428,9 @@ def test_fine_tune_default_temperature_applies_when_request_sets_none(
     message = [{"role": "user", "content": "the cat sat on a mat"}]
     first = chat(gateway, proj, model, message)
     assert first == chat(gateway, proj, model, message) == chat(gateway, proj, model, message, temperature=0)
+    # The control: without a default the same adapter samples at temperature 1, and answers vary.
+    sampled = f"openpipe:{deployed(proj).slug}"
+    assert len({chat(gateway, proj, sampled, message) for _ in range(4)}) > 1
 
 
 def test_fine_tune_not_deployed_or_deleted_is_not_served(gateway: Gateway, proj: Project) -> None:
@@ -462,7 +465,7 @@ def test_fine_tune_delete_unloads_its_adapter_and_keeps_the_base_serving(
     chat(gateway, proj, f"openpipe:{first.slug}", question, temperature=0)
     proj.op(gateway).delete_model(model_slug=first.slug)  # one of two adapters: detached
     assert chat(gateway, proj, f"openpipe:{second.slug}", question, temperature=0) == kept
-    proj.op(gateway).delete_model(model_slug=second.slug)  # the last one: the base is reloaded
+    proj.op(gateway).delete_model(model_slug=second.slug)  # the last one: the plain base is back
     assert chat(gateway, proj, f"local:{solo}", question, temperature=0) == base_answer
 
 

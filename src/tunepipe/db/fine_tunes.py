@@ -86,7 +86,11 @@ def create(engine: Engine, ft: FineTune) -> None:
         with engine.begin() as conn:
             conn.execute(insert(fine_tunes).values(**row))
     except IntegrityError as exc:
-        raise Conflict(f"A model with the slug {ft.slug!r} already exists", param="slug") from exc
+        raise slug_conflict(ft.slug) from exc
+
+
+def slug_conflict(slug: str) -> Conflict:
+    return Conflict(f"A model with the slug {slug!r} already exists", param="slug", code="slug_taken")
 
 
 def get_by_slug(engine: Engine, project_id: str, slug: str) -> FineTune | None:
@@ -171,13 +175,6 @@ def iter_entries(
         if len(rows) < page_size:
             return
         after = rows[-1].entry_id
-
-
-def count_entries(engine: Engine, fine_tune_id: str, split: str) -> int:
-    c = fine_tune_entries.c
-    with engine.connect() as conn:
-        query = select(func.count()).where(c.fine_tune_id == fine_tune_id, c.split == split)
-        return int(conn.execute(query).scalar_one())
 
 
 # Test-set outputs

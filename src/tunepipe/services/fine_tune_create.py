@@ -37,7 +37,7 @@ from tunepipe.domain.fine_tunes import (
 )
 from tunepipe.domain.ids import uuid7
 from tunepipe.domain.pruning import prune
-from tunepipe.errors import Conflict, InvalidRequest, NotFound
+from tunepipe.errors import InvalidRequest, NotFound
 from tunepipe.protocol.models import (
     CreateModelRequest,
     OpenpipeTrainingConfig,
@@ -148,7 +148,7 @@ class FineTuneCreator:
         plan = training_plan(cfg)
         project_id = principal.project.id
         if repo.slug_taken(self._engine, body.slug):
-            raise _slug_taken(body.slug)
+            raise repo.slug_conflict(body.slug)
         if dataset_repo.get_dataset(self._engine, project_id, body.dataset_id) is None:
             raise NotFound(f"No dataset {body.dataset_id!r} in this project", param="datasetId")
         rule_ids = list(dict.fromkeys(body.pruning_rule_ids))
@@ -199,10 +199,7 @@ class FineTuneCreator:
             training_started_at=None,
             training_finished_at=None,
         )
-        try:
-            repo.create(self._engine, ft)
-        except Conflict as exc:  # taken between the check and the insert
-            raise _slug_taken(body.slug) from exc
+        repo.create(self._engine, ft)  # Conflict if the slug was taken since the check
         return self._prepare(ft, rules)
 
     def _base(self, project_id: str, name: str) -> tuple[str, str | None]:
@@ -276,7 +273,3 @@ class FineTuneCreator:
                 batch = []
         repo.add_entries(self._engine, ft.id, batch)
         return counts["TRAIN"], counts["TEST"]
-
-
-def _slug_taken(slug: str) -> Conflict:
-    return Conflict(f"A model with the slug {slug!r} already exists", param="slug", code="slug_taken")

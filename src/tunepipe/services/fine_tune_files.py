@@ -13,6 +13,7 @@ import io
 import shutil
 import tarfile
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import Engine
 
@@ -29,13 +30,18 @@ def adapter_dir(home: Path, fine_tune_id: str) -> Path:
     return fine_tune_dir(home, fine_tune_id) / ADAPTER
 
 
-def pack(directory: Path) -> tuple[bytes, str]:
-    """A gzipped tar of ``directory``'s files (names relative to it) and its sha256."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+def write_tar_gz(directory: Path, out: BinaryIO) -> None:
+    """Write a gzipped tar of ``directory``'s files (names relative to it) to ``out``."""
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for path in sorted(directory.rglob("*")):
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(directory)))
+
+
+def pack(directory: Path) -> tuple[bytes, str]:
+    """:func:`write_tar_gz` of ``directory`` in memory, and its sha256."""
+    buf = io.BytesIO()
+    write_tar_gz(directory, buf)
     data = buf.getvalue()
     return data, hashlib.sha256(data).hexdigest()
 

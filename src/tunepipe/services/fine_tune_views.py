@@ -24,6 +24,7 @@ import orjson
 from tunepipe.db.fine_tunes import FineTune, TestOutput
 from tunepipe.domain.pricing import Price
 from tunepipe.services.datasets import iso
+from tunepipe.services.fine_tune_eval import summary
 
 CAPABILITIES = ("chat", "tools", "json")
 
@@ -140,11 +141,11 @@ def test_output_view(out: TestOutput) -> dict[str, Any]:
 
 
 def test_outputs_view(ft: FineTune, outputs: Sequence[TestOutput]) -> dict[str, Any]:
-    """The list, with the share of exact matches among the rows that were judged."""
-    judged = [o.exact_match for o in outputs if o.exact_match is not None]
+    """The list, with the share of exact matches as the model's metrics count it (a row whose
+    generation failed is a miss)."""
     return {
         "object": "list",
         "model": ft.slug,
         "data": [test_output_view(o) for o in outputs],
-        "exact_match": sum(judged) / len(judged) if judged else None,
+        "exact_match": summary(outputs)["test_exact_match"],
     }

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +249,9 @@ class FineTuneService:
         return ft, data
 
     async def adapter_directory(self, principal: Principal, slug: str) -> Path:
-        ft = await self.get(principal, slug)
+        return await self._adapter_directory(await self.get(principal, slug))
+
+    async def _adapter_directory(self, ft: FineTune) -> Path:
         path = await asyncio.to_thread(fine_tune_files.materialise_adapter, self._engine, self._home, ft.id)
         if path is None:
             raise NotFound(f"The model {ft.slug!r} has no trained adapter (status {ft.status})", param="slug")
@@ -262,7 +263,7 @@ class FineTuneService:
         if dtype not in DTYPES:
             raise InvalidRequest(f"dtype must be one of {', '.join(DTYPES)}", param="dtype")
         ft = await self.get(principal, slug)
-        adapter = await self.adapter_directory(principal, ft.slug)
+        adapter = await self._adapter_directory(ft)
         base = await self._local.find(ft.root_model)
         if base is None:
             raise NotFound(f"The base model {ft.root_model!r} is no longer registered", param="slug")
@@ -301,8 +302,6 @@ def _merge(base: Path, adapter: Path, target: Path, dtype: str) -> None:
 
 def _tar_gz(directory: Path, archive: Path) -> None:
     partial = archive.with_name(f".{archive.name}.partial")
-    with tarfile.open(partial, mode="w:gz") as tar:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(path.relative_to(directory)))
+    with partial.open("wb") as out:
+        fine_tune_files.write_tar_gz(directory, out)
     partial.rename(archive)

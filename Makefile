@@ -1,25 +1,27 @@
 # The two commands: `make serve` (set up and run the server) and `make test` (set up and run
-# every check). Both create .venv on first use.
+# every check). Both create .venv on first use, with the exact versions of constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CONSTRAINTS := constraints.txt
+PIP := $(BIN)/pip install -q -c $(CONSTRAINTS)
 
-.PHONY: serve test lint bench docs clean
+.PHONY: serve test lint bench docs lock clean
 
 # torch first, pinned: otherwise a dependency's unpinned `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.dev-installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) -e '.[dev]'
 	touch $(VENV)/.installed $@
 
 serve: $(VENV)/.installed
@@ -31,6 +33,8 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite includes the install smoke test (tests/test_install.py): a fresh virtualenv with the
+# runtime dependencies alone must serve.
 test: lint
 	$(BIN)/pytest
 
@@ -40,6 +44,17 @@ docs: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/engine.py
+
+# Re-resolve every dependency to the newest release pyproject.toml allows, in a scratch
+# virtualenv, and pin the result (docs/dependencies.md). Run `make test` before committing it.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q $(TORCH)
+	.lock-venv/bin/pip install -q '.[dev]'
+	$(PYTHON) scripts/write_constraints.py .lock-venv/bin/pip $(CONSTRAINTS)
+	rm -rf .lock-venv build src/*.egg-info
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

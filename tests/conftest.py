@@ -113,16 +113,19 @@ def server_log(env: dict[str, str], port: int) -> Path:
     return Path(env["TUNEPIPE_HOME"]) / f"serve-{port}.log"
 
 
-def _start(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes]:
+def _start(
+    env: dict[str, str], port: int, *args: str, python: str = sys.executable, startup_s: float = 60
+) -> subprocess.Popen[bytes]:
+    """``tunepipe serve`` on ``port`` with ``python`` (another virtualenv's, say), once healthy."""
     # Output goes to a file, never to a pipe nobody reads (a full pipe would block the server).
     with server_log(env, port).open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunepipe", "serve", "--port", str(port), *args],
+            [python, "-m", "tunepipe", "serve", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"tunepipe serve exited early:\n{server_log(env, port).read_text()}")
@@ -132,7 +135,7 @@ def _start(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("tunepipe serve did not become healthy in 60 s")
+    raise RuntimeError(f"tunepipe serve did not become healthy in {startup_s:.0f} s")
 
 
 def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[str, str]:

@@ -55,17 +55,18 @@ def child_upload(path: Path, home: Path) -> dict[str, float]:
     os.environ["TUNEPIPE_HOME"] = str(home)
     os.environ.pop("TUNEPIPE_DATABASE_URL", None)
     from tunepipe.db import datasets as repo
-    from tunepipe.services import setup
-    from tunepipe.services.dataset_files import upload_jsonl
+    from tunepipe.db.projects import ensure_default_project
+    from tunepipe.services.container import open_database
+    from tunepipe.services.datasets.upload import upload_jsonl
     from tunepipe.settings import Settings
 
-    engine = setup.open_engine(Settings())
-    project = setup.project_named(engine, None)
-    ds = repo.create_dataset(engine, project.id, "bench", 0.9)
+    db = open_database(Settings(), migrate=True)
+    project, _ = db.run_sync(ensure_default_project, None, create_key=False)
+    ds = db.run_sync(repo.create_dataset, project.id, "bench", 0.9)
     before = peak_rss_mib()
     start = time.perf_counter()
     with path.open("rb") as f:
-        result = upload_jsonl(engine, ds, f)
+        result = upload_jsonl(db, ds, f)
     seconds = time.perf_counter() - start
     assert result.error_count == 0 and result.entries_created == result.lines, result
     return {"rows": result.entries_created, "seconds": seconds, "before": before, "peak": peak_rss_mib()}

@@ -1,3 +1,3 @@
-from tunepipe.cli.main import app
+from tunepipe.cli.main import run
 
-app(prog_name="tunepipe")
+run()

@@ -8,9 +8,8 @@
     ├── PermissionDenied          403 permission_error       FORBIDDEN
     │   └── ReadOnlyKey           403 (write call with a read-only key)
     ├── NotFound                  404 not_found_error        NOT_FOUND
+    ├── MethodNotAllowed          405 invalid_request_error  METHOD_NOT_SUPPORTED
     ├── Conflict                  409 invalid_request_error  CONFLICT
-    ├── TooManyRequests           429 rate_limit_error       TOO_MANY_REQUESTS
-    ├── LogQueueFull              503 api_error              SERVICE_UNAVAILABLE
     └── UpstreamError             the provider's failure, as seen by the client
         ├── UpstreamRejected      the provider's own 4xx status, message and type
         ├── UpstreamUnavailable   502 (transport failure or provider 5xx)
@@ -107,19 +106,38 @@ class NotFound(TunepipeError):
     type = "not_found_error"
 
 
+class MethodNotAllowed(TunepipeError):
+    status = 405
+    type = "invalid_request_error"
+
+
 class Conflict(TunepipeError):
     status = 409
     type = "invalid_request_error"
 
 
-class TooManyRequests(TunepipeError):
-    status = 429
-    type = "rate_limit_error"
+def for_status(status: int, message: str) -> TunepipeError:
+    """The error of this hierarchy an HTTP status stands for (a framework's 404, 405, …)."""
+    for cls in (InvalidRequest, AuthenticationFailed, PermissionDenied, NotFound, MethodNotAllowed, Conflict):
+        if cls.status == status:
+            return cls(message)
+    return _Status(status, message)
 
 
-class LogQueueFull(TunepipeError):
-    status = 503
-    type = "api_error"
+class _Status(TunepipeError):
+    """Any other status a framework raised, rendered in the same envelope."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def status_code(self) -> int:
+        return self._status
+
+    @property
+    def error_type(self) -> str:
+        return "invalid_request_error" if self._status < 500 else "api_error"
 
 
 class UpstreamError(TunepipeError):

@@ -9,9 +9,10 @@ generated from this class (``make docs``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _env(name: str) -> AliasChoices:
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(10.0, description="Longest wait to connect to a provider.")
     auth_cache_ttl_s: float = Field(
         5.0, description="Seconds an API key or provider setting is served from memory before re-reading."
+    )
+    change_poll_s: float = Field(
+        0.5,
+        description="How often a server reads the feed of settings changes made by other processes "
+        "(its cached copies of them are dropped at once).",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (`redis://host:6379/0`): settings changes reach every server at once "
+        "over pub/sub instead of at the next poll.",
     )
 
     openai_base_url: str = Field(
@@ -101,7 +112,15 @@ class Settings(BaseSettings):
     )
 
     worker: bool = Field(
-        True, description="Run a training worker inside `tunepipe serve` (`tunepipe worker` runs one alone)."
+        True, description="Run a job worker inside `tunepipe serve` (`tunepipe worker` runs one alone)."
+    )
+    worker_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Job kinds a worker runs, comma-separated (`train`, `import_logs`, `relabel`); "
+        "empty: all of them.",
+    )
+    worker_dataset_jobs: int = Field(
+        2, ge=1, description="Dataset jobs (imports, relabels) one worker runs at a time."
     )
     worker_poll_s: float = Field(2.0, description="How often an idle worker looks for queued jobs.")
     job_heartbeat_s: float = Field(
@@ -113,11 +132,21 @@ class Settings(BaseSettings):
         "retried, or failed once its attempts are used up.",
     )
     job_max_attempts: int = Field(
-        2, description="Attempts a training job gets (a crashed attempt is retried)."
+        2, description="Attempts a job gets (a crashed attempt, or one whose worker died, is retried)."
+    )
+    dataset_import_max: int = Field(
+        100_000, ge=1, description="Most entries one import from request logs creates."
     )
     training_device: str | None = Field(
         None, description="Torch device for training (default: cuda if present, else cpu)."
     )
+
+    @field_validator("worker_kinds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def home_dir(self) -> Path:

@@ -27,17 +27,19 @@ import openai
 import pytest
 from openpipe.api_client.core.api_error import ApiError
 from openpipe.client import OpenPipe
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
 from conftest import KEY_RE, Gateway
 from engine.conftest import build_lora, build_test_model
 from tunepipe.db import fine_tunes as ft_repo
 from tunepipe.db import pruning_rules as rule_repo
+from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
-from tunepipe.db.fine_tunes import FineTune
+from tunepipe.db.projects import get_project
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.fine_tunes import FineTune
 from tunepipe.domain.ids import uuid7
-from tunepipe.services import fine_tune_files, setup
+from tunepipe.services.fine_tunes import files as fine_tune_files
 
 RULE = "You are the ACME support assistant. Follow the ACME policy at all times."
 STATUSES = {"PENDING", "QUEUED", "TRAINING", "DEPLOYED"}
@@ -49,7 +51,7 @@ class Project:
     id: str
     key: str
     read_only_key: str
-    engine: Engine
+    db: Database
     base: str  # a registered tiny base model
     base_dir: Path
     adapter_dir: Path
@@ -76,10 +78,10 @@ def proj(gateway: Gateway, tiny: tuple[Path, Path]) -> Iterator[Project]:
     base = f"ft-tiny-{uuid.uuid4().hex[:6]}"
     added = gateway.cli("base-models", "add", str(tiny[0]), "--name", base, check=False)
     assert added.returncode == 0, added.stdout + added.stderr
-    engine = make_engine(_db_url(gateway))
-    project = setup.project_named(engine, name)
-    yield Project(name, project.id, keys[0], keys[1], engine, base, tiny[0], tiny[1])
-    engine.dispose()
+    db = Database(make_engine(_db_url(gateway)))
+    project = db.run_sync(get_project, name)
+    yield Project(name, project.id, keys[0], keys[1], db, base, tiny[0], tiny[1])
+    db.dispose()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -160,7 +162,6 @@ def deployed(
         training_config={"provider": "openpipe", "baseModel": p.base},
         hyperparameters={"sft": {"enabled": True}},
         pruning_rule_ids=[],
-        progress=None,
         metrics={"test_rows": 0},
         train_rows=0,
         test_rows=0,
@@ -169,10 +170,14 @@ def deployed(
         training_started_at=now,
         training_finished_at=now,
     )
-    ft_repo.create(p.engine, ft)
     data, sha = fine_tune_files.pack(p.adapter_dir)
-    ft_repo.save_artifact(p.engine, ft.id, fine_tune_files.ADAPTER, data, sha)
-    rule_repo.copy_to_fine_tune(p.engine, p.id, ft.id, rules)
+
+    def write(conn: Connection) -> None:
+        ft_repo.create(conn, ft)
+        ft_repo.save_artifact(conn, ft.id, fine_tune_files.ADAPTER, data, sha)
+        rule_repo.copy_to_fine_tune(conn, p.id, ft.id, rules)
+
+    p.db.run_sync(write)
     return ft
 
 
@@ -334,14 +339,16 @@ def test_fine_tune_create_snapshots_pruned_rows_and_views(gateway: Gateway, proj
         assert extras["trainRows"] == 12 and extras["testRows"] == 2
         assert extras["pruningRuleIds"] == [rule] and extras["defaultTemperature"] == 0.3
 
-        ft = ft_repo.get_by_slug(proj.engine, proj.id, name)
+        ft = proj.db.run_sync(ft_repo.get_by_slug, proj.id, name)
         assert ft is not None
-        train = [r for _, r in ft_repo.iter_entries(proj.engine, ft.id, "TRAIN")]
+        train = [
+            r for _, r in proj.db.run_sync(lambda conn: list(ft_repo.iter_entries(conn, ft.id, "TRAIN")))
+        ]
         assert len(train) == 12
         # The system message was nothing but the rule: pruning dropped it; the output is intact.
         assert all(r["messages"][0]["role"] == "user" and RULE not in json.dumps(r) for r in train)
         assert all(r["output"] == {"role": "assistant", "content": "yes"} for r in train)
-        assert rule_repo.texts_for_fine_tune(proj.engine, ft.id) == [RULE]
+        assert proj.db.run_sync(rule_repo.texts_for_fine_tune, ft.id) == [RULE]
     finally:
         deleted = client.delete_model(model_slug=name)
     assert deleted.deleted is True and deleted.id == name
@@ -511,7 +518,7 @@ def test_fine_tune_cli_list_get_wait_download(gateway: Gateway, proj: Project, t
     failed = deployed(proj, status="ERROR")
     assert gateway.cli("models", "wait", failed.slug, "--project", proj.name, check=False).returncode == 1
     gateway.cli("models", "delete", ft.slug, "--project", proj.name)
-    assert ft_repo.get_by_slug(proj.engine, proj.id, ft.slug) is None
+    assert proj.db.run_sync(ft_repo.get_by_slug, proj.id, ft.slug) is None
 
 
 def test_fine_tune_models_list_parses_with_the_openpipe_sdk(gateway: Gateway, proj: Project) -> None:

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from conftest import Gateway
 from tunepipe.api.app import create_app
-from tunepipe.db.log_writer import LogRecord
-from tunepipe.services import setup
+from tunepipe.db.projects import ensure_default_project
+from tunepipe.domain.logs import LogRecord
+from tunepipe.services.container import open_database
 from tunepipe.settings import Settings
 
 KEY = "opk_" + "h" * 42
@@ -53,9 +54,9 @@ def test_health_counts_logged_calls(gateway: Gateway) -> None:
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'health.db'}", api_key=KEY)
-    engine = setup.open_engine(settings)
-    setup.bootstrap(settings, engine)
-    engine.dispose()
+    db = open_database(settings, migrate=True)
+    db.run_sync(ensure_default_project, settings.api_key)
+    db.dispose()
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application

@@ -1,6 +1,7 @@
-"""The jobs repository on SQLite and Postgres: a job is claimed by exactly one worker however
-many race for it, a stale job is recovered (retried, then failed), and a recovered job is no
-longer its old worker's to beat or finish."""
+"""The job queue on SQLite and Postgres: a job is claimed by exactly one worker however many
+race for it, a stale job is recovered (retried, then failed), a recovered job is no longer its
+old worker's to beat or settle, and cancels are immediate for queued jobs and left to the
+worker for running ones."""
 
 from __future__ import annotations
 
@@ -9,26 +10,51 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
 
 from conftest import migrated_engine
 from tunepipe.db import jobs
+from tunepipe.db.database import Database
 from tunepipe.db.projects import create_project
 from tunepipe.db.schema import jobs as jobs_table
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.jobs import IllegalTransition, Job, JobEvent, JobStatus
+from tunepipe.services.jobs import queue
+
+TRAIN = ("train",)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated database of its own per test (Postgres: a fresh schema, dropped after)."""
-    yield from migrated_engine(request.param, tmp_path)
+    for engine in migrated_engine(request.param, tmp_path):
+        yield Database(engine)
 
 
 @pytest.fixture
-def project(engine: Engine) -> str:
-    return create_project(engine, "alpha").id
+def project(db: Database) -> str:
+    return db.run_sync(create_project, "alpha").id
+
+
+def enqueue(db: Database, project: str, subject: str, kind: str = "train", **kw: Any) -> Job:
+    return db.run_sync(queue.enqueue, kind, project, subject, **kw)
+
+
+def claim(db: Database, worker: str, kinds: tuple[str, ...] = TRAIN) -> Job | None:
+    return db.run_sync(queue.claim, worker, kinds)
+
+
+def get(db: Database, job_id: str) -> Job:
+    job = db.run_sync(jobs.get, job_id)
+    assert job is not None
+    return job
+
+
+def settle(db: Database, job: Job, event: JobEvent, worker: str, **kw: Any) -> Job | None:
+    return db.run_sync(queue.transition, get(db, job.id), event, worker_id=worker, **kw)
 
 
 def age(engine: Engine, job_id: str, by_ms: int = 3_600_000) -> None:
@@ -39,9 +65,13 @@ def age(engine: Engine, job_id: str, by_ms: int = 3_600_000) -> None:
         )
 
 
-def test_claim_is_exclusive_under_concurrency(engine: Engine, project: str) -> None:
+def recover(db: Database) -> list[Job]:
+    return db.run_sync(queue.recover_stale, 60_000, now_ms())
+
+
+def test_claim_is_exclusive_under_concurrency(db: Database, project: str) -> None:
     threads, per_thread = 8, 20
-    queued = {jobs.enqueue(engine, "train", project, f"ft-{i}").id for i in range(threads * per_thread)}
+    queued = {enqueue(db, project, f"ft-{i}").id for i in range(threads * per_thread)}
     claimed: list[tuple[str, str]] = []
     lock = threading.Lock()
     start = threading.Barrier(threads)
@@ -51,13 +81,13 @@ def test_claim_is_exclusive_under_concurrency(engine: Engine, project: str) -> N
         try:
             start.wait()
             while True:
-                job = jobs.claim(engine, worker)
+                job = claim(db, worker)
                 if job is None:
                     # Every candidate this claimer saw was taken by others; stop once none is left.
-                    if not any(j.status == jobs.QUEUED for j in _all(engine, queued)):
+                    if not any(get(db, i).status is JobStatus.QUEUED for i in queued):
                         return
                     continue
-                assert job.worker_id == worker and job.status == jobs.RUNNING and job.attempts == 1
+                assert job.worker_id == worker and job.status is JobStatus.RUNNING and job.attempts == 1
                 with lock:
                     claimed.append((job.id, worker))
         except BaseException as exc:  # reported by the test thread below
@@ -75,101 +105,129 @@ def test_claim_is_exclusive_under_concurrency(engine: Engine, project: str) -> N
     assert len({worker for _, worker in claimed}) > 1  # they really raced
     # Each job's row names the worker that claimed it.
     owner = dict(claimed)
-    assert all(j.worker_id == owner[j.id] and j.attempts == 1 for j in _all(engine, queued))
+    assert all(get(db, i).worker_id == owner[i] and get(db, i).attempts == 1 for i in queued)
 
 
-def _all(engine: Engine, ids: set[str]) -> list[jobs.Job]:
-    return [j for j in (jobs.get(engine, i) for i in ids) if j is not None]
-
-
-def test_claim_takes_the_oldest_queued_job_of_the_kind(engine: Engine, project: str) -> None:
-    other = jobs.enqueue(engine, "export", project, "x")
-    first = jobs.enqueue(engine, "train", project, "a")
-    time.sleep(0.005)  # order is by created_at (ms); ids within one millisecond are random
-    jobs.enqueue(engine, "train", project, "b")
-    got = jobs.claim(engine, "w1")
+def test_claim_takes_the_oldest_queued_job_of_the_kinds_asked(db: Database, project: str) -> None:
+    other = enqueue(db, project, "d", kind="relabel")
+    first = enqueue(db, project, "a")
+    time.sleep(0.005)
+    enqueue(db, project, "b")
+    got = claim(db, "w1")
     assert got is not None and got.id == first.id
-    assert jobs.get(engine, other.id).status == jobs.QUEUED  # type: ignore[union-attr]
+    assert got.progress == {"stage": "preparing", "attempt": 1}
+    assert get(db, other.id).status is JobStatus.QUEUED
+    relabel = claim(db, "w2", ("import_logs", "relabel"))
+    assert relabel is not None and relabel.id == other.id
 
 
-def test_heartbeat_is_refused_after_recovery(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft")
-    assert jobs.claim(engine, "w1") is not None
-    assert jobs.heartbeat(engine, job.id, "w1")
-    assert not jobs.heartbeat(engine, job.id, "w2")  # not w2's job
-    age(engine, job.id)
-    recovered = jobs.recover_stale(engine, 60_000, "worker died")
-    assert [(j.id, j.status, j.worker_id) for j in recovered] == [(job.id, jobs.QUEUED, None)]
-    assert not jobs.heartbeat(engine, job.id, "w1")
-    assert not jobs.finish(engine, job.id, "w1", jobs.DONE)
-    assert not jobs.requeue(engine, job.id, "w1", "again")
-    assert jobs.get(engine, job.id).status == jobs.QUEUED  # type: ignore[union-attr]
+def test_heartbeat_and_progress_are_refused_after_recovery(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft")
+    assert claim(db, "w1") is not None
+    assert db.run_sync(jobs.heartbeat, job.id, "w1")
+    assert db.run_sync(jobs.set_progress, job.id, "w1", {"stage": "sft", "step": 3})
+    assert get(db, job.id).progress == {"stage": "sft", "step": 3}
+    assert not db.run_sync(jobs.heartbeat, job.id, "w2")  # not w2's job
+    age(db.engine, job.id)
+    recovered = recover(db)
+    assert [(j.id, j.status, j.worker_id) for j in recovered] == [(job.id, JobStatus.QUEUED, None)]
+    assert recovered[0].progress["message"] == queue.STALE_MESSAGE and recovered[0].progress["retry"] == 2
+    assert not db.run_sync(jobs.heartbeat, job.id, "w1")
+    assert not db.run_sync(jobs.set_progress, job.id, "w1", {"stage": "late"})
 
 
-def test_recover_stale_leaves_beating_jobs_alone(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft")
-    jobs.claim(engine, "w1")
-    assert jobs.recover_stale(engine, 60_000, "worker died") == []
-    assert jobs.get(engine, job.id).status == jobs.RUNNING  # type: ignore[union-attr]
+def test_a_settled_event_of_the_old_worker_does_not_apply(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft")
+    mine = claim(db, "w1")
+    assert mine is not None
+    age(db.engine, job.id)
+    recover(db)
+    assert db.run_sync(queue.transition, mine, JobEvent.SUCCEEDED, worker_id="w1") is None
+    assert db.run_sync(queue.transition, mine, JobEvent.RELEASED, worker_id="w1") is None
+    assert get(db, job.id).status is JobStatus.QUEUED
 
 
-def test_recover_stale_requeues_then_fails_after_max_attempts(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft", max_attempts=2)
+def test_recover_stale_leaves_beating_jobs_alone(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft")
+    claim(db, "w1")
+    assert recover(db) == []
+    assert get(db, job.id).status is JobStatus.RUNNING
+
+
+def test_recover_stale_requeues_then_fails_after_max_attempts(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft", max_attempts=2)
     for attempt in (1, 2):
-        claimed = jobs.claim(engine, f"w{attempt}")
+        claimed = claim(db, f"w{attempt}")
         assert claimed is not None and claimed.attempts == attempt
-        age(engine, job.id)
-        [recovered] = jobs.recover_stale(engine, 60_000, "the worker stopped")
-        assert recovered.error_message == "the worker stopped"
+        age(db.engine, job.id)
+        [recovered] = recover(db)
+        assert recovered.error_message == queue.STALE_MESSAGE
         if attempt == 1:
-            assert recovered.status == jobs.QUEUED and recovered.finished_at is None
+            assert recovered.status is JobStatus.QUEUED and recovered.finished_at is None
         else:
-            assert recovered.status == jobs.ERROR and recovered.finished_at is not None
-    assert jobs.claim(engine, "w3") is None
+            assert recovered.status is JobStatus.ERROR and recovered.finished_at is not None
+    assert claim(db, "w3") is None
 
 
-def test_recover_stale_fails_a_job_whose_cancel_was_requested(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft", max_attempts=3)
-    jobs.claim(engine, "w1")
-    jobs.request_cancel(engine, job.id)
-    age(engine, job.id)
-    [recovered] = jobs.recover_stale(engine, 60_000, "gone")
-    assert recovered.status == jobs.ERROR and recovered.cancel_requested
+def test_recover_stale_cancels_a_job_whose_cancel_was_requested(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft", max_attempts=3)
+    running = claim(db, "w1")
+    assert running is not None
+    db.run_sync(queue.cancel, running)
+    age(db.engine, job.id)
+    [recovered] = recover(db)
+    assert recovered.status is JobStatus.CANCELLED and recovered.cancel_requested
+    assert recovered.error_message == "cancelled"
 
 
-def test_cancel_of_a_queued_job_is_immediate(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft")
-    jobs.request_cancel(engine, job.id)
-    got = jobs.get(engine, job.id)
-    assert got is not None and got.status == jobs.CANCELLED and got.finished_at is not None
-    assert jobs.cancel_requested(engine, job.id)
-    assert jobs.claim(engine, "w1") is None
+def test_cancel_of_a_queued_job_is_immediate(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft")
+    got = db.run_sync(queue.cancel, job)
+    assert got.status is JobStatus.CANCELLED and got.finished_at is not None
+    assert got.error_message == "cancelled" and got.progress["stage"] == "cancelled"
+    assert db.run_sync(jobs.cancel_requested, job.id)
+    assert claim(db, "w1") is None
+    assert db.run_sync(queue.cancel, got) == got  # a finished job stays as it is
 
 
-def test_cancel_of_a_running_job_is_left_to_its_worker(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft")
-    jobs.claim(engine, "w1")
-    assert not jobs.cancel_requested(engine, job.id)
-    jobs.request_cancel(engine, job.id)
-    assert jobs.cancel_requested(engine, job.id)
-    assert jobs.get(engine, job.id).status == jobs.RUNNING  # type: ignore[union-attr]
-    assert jobs.finish(engine, job.id, "w1", jobs.CANCELLED, "cancelled")
-    got = jobs.get(engine, job.id)
-    assert got is not None and got.status == jobs.CANCELLED and got.error_message == "cancelled"
+def test_cancel_of_a_running_job_is_left_to_its_worker(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft")
+    claim(db, "w1")
+    assert not db.run_sync(jobs.cancel_requested, job.id)
+    flagged = db.run_sync(queue.cancel, get(db, job.id))
+    assert flagged.status is JobStatus.RUNNING and flagged.cancel_requested
+    assert db.run_sync(jobs.cancel_requested, job.id)
+    done = settle(db, job, JobEvent.CANCELLED, "w1")
+    assert done is not None and done.status is JobStatus.CANCELLED and done.error_message == "cancelled"
 
 
-def test_release_hands_a_job_back_without_spending_its_attempt(engine: Engine, project: str) -> None:
-    job = jobs.enqueue(engine, "train", project, "ft", max_attempts=1)
-    jobs.claim(engine, "w1")
-    assert not jobs.release(engine, job.id, "w2", "not mine")
-    assert jobs.release(engine, job.id, "w1", "worker shut down")
-    got = jobs.get(engine, job.id)
+def test_release_hands_a_job_back_without_spending_its_attempt(db: Database, project: str) -> None:
+    job = enqueue(db, project, "ft", max_attempts=1)
+    claim(db, "w1")
+    assert settle(db, job, JobEvent.RELEASED, "w2", message="not mine") is None
+    got = settle(db, job, JobEvent.RELEASED, "w1", message="worker shut down")
     assert got is not None
     assert (got.status, got.attempts, got.worker_id, got.error_message) == (
-        jobs.QUEUED,
+        JobStatus.QUEUED,
         0,
         None,
         "worker shut down",
     )
-    again = jobs.claim(engine, "w2")
+    again = claim(db, "w2")
     assert again is not None and again.attempts == 1
+
+
+def test_success_records_the_result_and_the_last_progress(db: Database, project: str) -> None:
+    job = enqueue(db, project, "d", kind="import_logs", params={"dedupe": True})
+    claim(db, "w1", ("import_logs",))
+    done = settle(
+        db, job, JobEvent.SUCCEEDED, "w1", progress={"stage": "importing", "done": 4}, result={"created": 4}
+    )
+    assert done is not None and done.status is JobStatus.DONE
+    assert (done.result, done.progress, done.params) == (
+        {"created": 4},
+        {"stage": "done", "done": 4},
+        {"dedupe": True},
+    )
+    with pytest.raises(IllegalTransition):
+        db.run_sync(queue.transition, done, JobEvent.CLAIMED, worker_id="w2")

@@ -8,21 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
-from tunepipe.db.log_queries import (
-    LogFilter,
-    decode_cursor,
-    get_call,
-    iter_calls,
-    latest_call,
-    list_calls,
-    update_metadata,
-)
-from tunepipe.db.log_writer import LogRecord, write_records
+from tunepipe.db.log_queries import decode_cursor, get_call, latest_call, list_calls, update_metadata
+from tunepipe.db.log_writer import LogWriter, write_records
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
+from tunepipe.domain.logs import LogFilter, LogRecord
+from tunepipe.services.logs.service import LogService
 
 T0 = 1_700_000_000_000
 
@@ -36,13 +31,20 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def project(engine: Engine) -> str:
-    return create_project(engine, "alpha").id
+def conn(engine: Engine) -> Iterator[Connection]:
+    """One transaction for the whole test: the repositories run inside the caller's."""
+    with engine.begin() as connection:
+        yield connection
 
 
 @pytest.fixture
-def other_project(engine: Engine) -> str:
-    return create_project(engine, "beta").id
+def project(conn: Connection) -> str:
+    return create_project(conn, "alpha").id
+
+
+@pytest.fixture
+def other_project(conn: Connection) -> str:
+    return create_project(conn, "beta").id
 
 
 def rec(project_id: str, at: int, **kw: Any) -> LogRecord:
@@ -62,11 +64,11 @@ def rec(project_id: str, at: int, **kw: Any) -> LogRecord:
     return LogRecord(**values)
 
 
-def walk(engine: Engine, project_id: str, f: LogFilter, limit: int) -> list[str]:
+def walk(conn: Connection, project_id: str, f: LogFilter, limit: int) -> list[str]:
     ids: list[str] = []
     after = None
     for _ in range(100):
-        page, cursor = list_calls(engine, project_id, f, after=after, limit=limit)
+        page, cursor = list_calls(conn, project_id, f, after=after, limit=limit)
         ids.extend(c.id for c in page)
         if cursor is None or not page:
             return ids
@@ -74,17 +76,17 @@ def walk(engine: Engine, project_id: str, f: LogFilter, limit: int) -> list[str]
     raise AssertionError("pagination did not end")
 
 
-def test_list_calls_newest_first_with_ties_broken_by_id(engine: Engine, project: str) -> None:
+def test_list_calls_newest_first_with_ties_broken_by_id(conn: Connection, project: str) -> None:
     records = [rec(project, T0 + i // 3) for i in range(10)]  # groups of three share a time
-    write_records(engine, records)
-    ids = walk(engine, project, LogFilter(), limit=4)
+    write_records(conn, records)
+    ids = walk(conn, project, LogFilter(), limit=4)
     expected = sorted(records, key=lambda r: (r.requested_at, r.id), reverse=True)
     assert ids == [r.id for r in expected]
 
 
-def test_list_calls_filters_combine(engine: Engine, project: str) -> None:
+def test_list_calls_filters_combine(conn: Connection, project: str) -> None:
     write_records(
-        engine,
+        conn,
         [
             rec(project, T0, model="a", status_code=200, metadata={"env": "prod"}),
             rec(project, T0 + 1, model="a", status_code=429, metadata={"env": "prod"}),
@@ -97,7 +99,7 @@ def test_list_calls_filters_combine(engine: Engine, project: str) -> None:
     )
 
     def times(f: LogFilter) -> list[int]:
-        return [c.requested_at - T0 for c in list_calls(engine, project, f)[0]]
+        return [c.requested_at - T0 for c in list_calls(conn, project, f)[0]]
 
     assert times(LogFilter(model="a", metadata={"env": "prod"})) == [4, 1, 0]
     assert times(LogFilter(model="a", status_code=200, metadata={"env": "prod"})) == [4, 0]
@@ -107,37 +109,35 @@ def test_list_calls_filters_combine(engine: Engine, project: str) -> None:
     assert times(LogFilter(metadata={"env": "staging"})) == []
 
 
-def test_list_calls_contains_searches_bodies_across_pages(engine: Engine, project: str) -> None:
+def test_list_calls_contains_searches_bodies_across_pages(conn: Connection, project: str) -> None:
     # 30 non-matching calls between the matches force several over-fetched pages.
     records = [rec(project, T0 + i, text="NEEDLE here" if i % 10 == 0 else "hay") for i in range(40)]
-    write_records(engine, records)
+    write_records(conn, records)
     f = LogFilter(contains="needle")
-    page, cursor = list_calls(engine, project, f, limit=2)
+    page, cursor = list_calls(conn, project, f, limit=2)
     assert [c.requested_at - T0 for c in page] == [30, 20]
     assert all(c.request is None for c in page)  # bodies were read for the search only
     assert cursor is not None
-    rest, _ = list_calls(engine, project, f, after=decode_cursor(cursor), limit=2)
+    rest, _ = list_calls(conn, project, f, after=decode_cursor(cursor), limit=2)
     assert [c.requested_at - T0 for c in rest] == [10, 0]
-    assert walk(engine, project, f, limit=3) == [
-        r.id for r in reversed(records) if "NEEDLE" in str(r.request)
-    ]
+    assert walk(conn, project, f, limit=3) == [r.id for r in reversed(records) if "NEEDLE" in str(r.request)]
 
 
-def test_list_calls_contains_matches_response_text(engine: Engine, project: str) -> None:
+def test_list_calls_contains_matches_response_text(conn: Connection, project: str) -> None:
     hit = rec(project, T0, response={"choices": [{"message": {"content": "Zebra Crossing"}}]})
-    write_records(engine, [hit, rec(project, T0 + 1)])
-    page, _ = list_calls(engine, project, LogFilter(contains="zebra crossing"), with_bodies=True)
+    write_records(conn, [hit, rec(project, T0 + 1)])
+    page, _ = list_calls(conn, project, LogFilter(contains="zebra crossing"), with_bodies=True)
     assert [c.id for c in page] == [hit.id]
     assert page[0].response["choices"][0]["message"]["content"] == "Zebra Crossing"
 
 
-def test_list_calls_is_scoped_to_project(engine: Engine, project: str, other_project: str) -> None:
+def test_list_calls_is_scoped_to_project(conn: Connection, project: str, other_project: str) -> None:
     mine, theirs = rec(project, T0), rec(other_project, T0 + 1)
-    write_records(engine, [mine, theirs])
-    assert [c.id for c in list_calls(engine, project, LogFilter())[0]] == [mine.id]
-    assert get_call(engine, project, theirs.id) is None
-    assert get_call(engine, other_project, theirs.id) is not None
-    latest = latest_call(engine, project)
+    write_records(conn, [mine, theirs])
+    assert [c.id for c in list_calls(conn, project, LogFilter())[0]] == [mine.id]
+    assert get_call(conn, project, theirs.id) is None
+    assert get_call(conn, other_project, theirs.id) is not None
+    latest = latest_call(conn, project)
     assert latest is not None and latest.id == mine.id
 
 
@@ -147,42 +147,44 @@ def test_decode_cursor_rejects_foreign_cursor() -> None:
             decode_cursor(bad)
 
 
-def test_iter_calls_yields_every_match_with_bodies(engine: Engine, project: str) -> None:
+def test_iter_calls_yields_every_match_with_bodies(engine: Engine) -> None:
+    db = Database(engine)
+    project = db.run_sync(create_project, "pages").id
     records = [rec(project, T0 + i) for i in range(12)]
-    write_records(engine, records)
-    calls = list(iter_calls(engine, project, LogFilter(), page_size=5))
+    db.run_sync(write_records, records)
+    calls = list(LogService(db, LogWriter(engine)).iter_calls(project, LogFilter(), page_size=5))
     assert [c.id for c in calls] == [r.id for r in reversed(records)]
     assert all(c.request is not None for c in calls)
 
 
-def test_update_metadata_sets_and_deletes_on_matching_calls(engine: Engine, project: str) -> None:
+def test_update_metadata_sets_and_deletes_on_matching_calls(conn: Connection, project: str) -> None:
     a = rec(project, T0, model="m1", metadata={"prompt_id": "v1", "keep": "k"})
     b = rec(project, T0 + 1, model="m1", metadata={"prompt_id": "v2"})
     c = rec(project, T0 + 2, model="m2", metadata={"prompt_id": "v1"})
-    write_records(engine, [a, b, c])
+    write_records(conn, [a, b, c])
     matched = update_metadata(
-        engine, project, LogFilter(model="m1", metadata={"prompt_id": "v1"}), {"prompt_id": "v9", "new": "x"}
+        conn, project, LogFilter(model="m1", metadata={"prompt_id": "v1"}), {"prompt_id": "v9", "new": "x"}
     )
     assert matched == 1
-    assert get_call(engine, project, a.id).metadata == {"prompt_id": "v9", "keep": "k", "new": "x"}  # type: ignore[union-attr]
-    assert get_call(engine, project, c.id).metadata == {"prompt_id": "v1"}  # type: ignore[union-attr]
-    matched = update_metadata(engine, project, LogFilter(model="m1"), {"keep": None, "prompt_id": None})
+    assert get_call(conn, project, a.id).metadata == {"prompt_id": "v9", "keep": "k", "new": "x"}  # type: ignore[union-attr]
+    assert get_call(conn, project, c.id).metadata == {"prompt_id": "v1"}  # type: ignore[union-attr]
+    matched = update_metadata(conn, project, LogFilter(model="m1"), {"keep": None, "prompt_id": None})
     assert matched == 2
-    assert get_call(engine, project, a.id).metadata == {"new": "x"}  # type: ignore[union-attr]
-    assert get_call(engine, project, b.id).metadata == {}  # type: ignore[union-attr]
+    assert get_call(conn, project, a.id).metadata == {"new": "x"}  # type: ignore[union-attr]
+    assert get_call(conn, project, b.id).metadata == {}  # type: ignore[union-attr]
 
 
-def test_update_metadata_handles_more_calls_than_one_chunk(engine: Engine, project: str) -> None:
-    write_records(engine, [rec(project, T0 + i, model="bulk") for i in range(23)])
-    assert update_metadata(engine, project, LogFilter(model="bulk"), {"batch": "b1"}, chunk=5) == 23
-    page, _ = list_calls(engine, project, LogFilter(metadata={"batch": "b1"}), limit=100)
+def test_update_metadata_handles_more_calls_than_one_chunk(conn: Connection, project: str) -> None:
+    write_records(conn, [rec(project, T0 + i, model="bulk") for i in range(23)])
+    assert update_metadata(conn, project, LogFilter(model="bulk"), {"batch": "b1"}, chunk=5) == 23
+    page, _ = list_calls(conn, project, LogFilter(metadata={"batch": "b1"}), limit=100)
     assert len(page) == 23
 
 
 def test_update_metadata_never_touches_another_project(
-    engine: Engine, project: str, other_project: str
+    conn: Connection, project: str, other_project: str
 ) -> None:
     theirs = rec(other_project, T0, model="shared", metadata={"k": "orig"})
-    write_records(engine, [theirs, rec(project, T0, model="shared")])
-    assert update_metadata(engine, project, LogFilter(model="shared"), {"k": "changed"}) == 1
-    assert get_call(engine, other_project, theirs.id).metadata == {"k": "orig"}  # type: ignore[union-attr]
+    write_records(conn, [theirs, rec(project, T0, model="shared")])
+    assert update_metadata(conn, project, LogFilter(model="shared"), {"k": "changed"}) == 1
+    assert get_call(conn, other_project, theirs.id).metadata == {"k": "orig"}  # type: ignore[union-attr]

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, select, text
 
+from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
-from tunepipe.db.log_queries import LogFilter, get_call, list_calls
-from tunepipe.db.log_writer import LogRecord, LogWriter
+from tunepipe.db.log_queries import get_call, list_calls
+from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.db.schema import logged_calls
+from tunepipe.domain.logs import LogFilter, LogRecord
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def project_id(engine: Engine) -> str:
-    return create_project(engine, f"writer-{uuid.uuid4().hex[:8]}").id
+    return Database(engine).run_sync(create_project, f"writer-{uuid.uuid4().hex[:8]}").id
 
 
 def record(project_id: str, n: int = 0, **overrides: Any) -> LogRecord:
@@ -114,7 +116,7 @@ async def test_log_writer_stores_every_field(engine: Engine, project_id: str) ->
     )
     await writer.submit(rec)
     await writer.close()
-    call = get_call(engine, project_id, rec.id)
+    call = Database(engine).run_sync(get_call, project_id, rec.id)
     assert call is not None
     assert (call.requested_at, call.received_at, call.duration_ms) == (
         1_700_000_000_007,
@@ -145,7 +147,7 @@ async def test_log_writer_fits_oversized_values_to_their_columns(engine: Engine,
     )
     await writer.submit(rec)
     await writer.close()
-    call = get_call(engine, project_id, rec.id)
+    call = Database(engine).run_sync(get_call, project_id, rec.id)
     assert call is not None
     assert (call.model, call.finish_reason, call.completion_id) == ("m" * 300, "f" * 32, "c" * 200)
     assert (call.input_tokens, call.output_tokens, call.duration_ms) == (None, None, None)
@@ -159,7 +161,7 @@ async def test_log_writer_without_received_at_has_no_duration(engine: Engine, pr
     rec = record(project_id, received_at=None, request=None, response=None)
     await writer.submit(rec)
     await writer.close()
-    call = get_call(engine, project_id, rec.id)
+    call = Database(engine).run_sync(get_call, project_id, rec.id)
     assert call is not None
     assert call.duration_ms is None and call.received_at is None
     assert call.request is None and call.response is None
@@ -287,14 +289,16 @@ async def test_log_writer_bad_record_does_not_drop_the_rest_of_its_batch(
         await writer.flush()
     assert writer.stats.dropped == 1
     assert writer.stats.written == 4
-    assert {c.id for c in list_calls(engine, project_id, LogFilter())[0]} == {r.id for r in good}
+    assert {c.id for c in Database(engine).run_sync(list_calls, project_id, LogFilter())[0]} == {
+        r.id for r in good
+    }
     await writer.close()
 
 
 async def test_log_writer_on_postgres_batches_and_isolates_bad_records(pg_schema: str) -> None:
     engine = make_engine(pg_schema)
     upgrade(engine)
-    project_id = create_project(engine, f"writer-pg-{uuid.uuid4().hex[:8]}").id
+    project_id = Database(engine).run_sync(create_project, f"writer-pg-{uuid.uuid4().hex[:8]}").id
     commits = count_commits(engine)
     writer = LogWriter(engine, batch_size=50)
     writer.start()
@@ -310,7 +314,9 @@ async def test_log_writer_on_postgres_batches_and_isolates_bad_records(pg_schema
     assert writer.stats.written == 121
     assert writer.stats.dropped == 1
     assert count_rows(engine, project_id) == 121
-    page, _ = list_calls(engine, project_id, LogFilter(metadata={"n": "119"}), with_bodies=True)
+    page, _ = Database(engine).run_sync(
+        list_calls, project_id, LogFilter(metadata={"n": "119"}), with_bodies=True
+    )
     assert [c.request["messages"][0]["content"] for c in page] == ["hi 119"]
-    assert get_call(engine, project_id, survivor.id) is not None
+    assert Database(engine).run_sync(get_call, project_id, survivor.id) is not None
     engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunepipe.services.dataset_files import iter_lines
+from tunepipe.services.datasets.upload import iter_lines
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64])

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, insert
 
+from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
@@ -16,7 +17,9 @@ from tunepipe.db.schema import dataset_entries, datasets
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.ids import uuid7
 from tunepipe.errors import InvalidRequest, NotFound
-from tunepipe.services.pruning import PruningService
+from tunepipe.protocol.pruning import report_view
+from tunepipe.services.datasets.pruning import PruningService
+from tunepipe.services.fine_tunes.create import _rule_texts as rule_texts
 
 SYSTEM = "You are a meticulous assistant. Always answer in valid JSON."
 
@@ -63,55 +66,62 @@ def make_dataset(engine: Engine, project_id: str, entries: list[list[dict[str, A
 
 @pytest.fixture
 def project(engine: Engine) -> str:
-    return create_project(engine, "p").id
+    return Database(engine).run_sync(create_project, "p").id
 
 
 @pytest.fixture
 def service(engine: Engine) -> PruningService:
-    return PruningService(engine)
+    return PruningService(Database(engine))
 
 
-def test_pruning_rules_crud_in_creation_order(engine: Engine, project: str, service: PruningService) -> None:
+def texts(engine: Engine, dataset_id: str, ids: list[str]) -> list[str]:
+    """What a fine-tune created from these rules copies."""
+    return Database(engine).run_sync(rule_texts, dataset_id, ids)
+
+
+async def test_pruning_rules_crud_in_creation_order(
+    engine: Engine, project: str, service: PruningService
+) -> None:
     ds = make_dataset(engine, project, [])
     # Added within the same millisecond, they still keep the order they were added in.
-    ids = [service.add_sync(project, ds, t).id for t in ("c", "a", "b")]
-    assert [r.id for r in service.list_sync(project, ds)] == ids
-    updated = service.update_sync(project, ds, ids[0], "z")
-    assert (updated.text_to_match, [r.text_to_match for r in service.list_sync(project, ds)]) == (
+    ids = [(await service.add(project, ds, t)).id for t in ("c", "a", "b")]
+    assert [r.id for r in await service.rules(project, ds)] == ids
+    updated = await service.update(project, ds, ids[0], "z")
+    assert (updated.text_to_match, [r.text_to_match for r in await service.rules(project, ds)]) == (
         "z",
         ["z", "a", "b"],
     )
-    service.remove_sync(project, ds, ids[1])
-    assert [r.text_to_match for r in service.list_sync(project, ds)] == ["z", "b"]
+    await service.remove(project, ds, ids[1])
+    assert [r.text_to_match for r in await service.rules(project, ds)] == ["z", "b"]
     with pytest.raises(NotFound):
-        service.remove_sync(project, ds, ids[1])
+        await service.remove(project, ds, ids[1])
 
 
-def test_pruning_rules_reject_empty_text(engine: Engine, project: str, service: PruningService) -> None:
+async def test_pruning_rules_reject_empty_text(engine: Engine, project: str, service: PruningService) -> None:
     ds = make_dataset(engine, project, [])
     with pytest.raises(InvalidRequest):
-        service.add_sync(project, ds, "")
+        await service.add(project, ds, "")
 
 
-def test_pruning_rules_are_scoped_to_the_project(
+async def test_pruning_rules_are_scoped_to_the_project(
     engine: Engine, project: str, service: PruningService
 ) -> None:
-    other = create_project(engine, "other").id
+    other = Database(engine).run_sync(create_project, "other").id
     ds = make_dataset(engine, project, [])
-    rule = service.add_sync(project, ds, "x")
+    rule = await service.add(project, ds, "x")
     with pytest.raises(NotFound):
-        service.list_sync(other, ds)
+        await service.rules(other, ds)
     with pytest.raises(NotFound):
-        service.add_sync(other, ds, "y")
+        await service.add(other, ds, "y")
     with pytest.raises(NotFound):
-        service.remove_sync(other, ds, rule.id)
+        await service.remove(other, ds, rule.id)
     with pytest.raises(NotFound):
-        service.report_sync(other, ds)
+        await service.report(other, ds)
     with pytest.raises(NotFound):
-        service.list_sync(project, "no-such-dataset")
+        await service.rules(project, "no-such-dataset")
 
 
-def test_pruning_report_counts_matches_and_tokens_per_rule(
+async def test_pruning_report_counts_matches_and_tokens_per_rule(
     engine: Engine, project: str, service: PruningService
 ) -> None:
     ds = make_dataset(
@@ -123,9 +133,9 @@ def test_pruning_report_counts_matches_and_tokens_per_rule(
             [{"role": "user", "content": "nothing to prune"}],
         ],
     )
-    first = service.add_sync(project, ds, SYSTEM)
-    second = service.add_sync(project, ds, " Extra.")
-    report = service.report_sync(project, ds)
+    first = await service.add(project, ds, SYSTEM)
+    second = await service.add(project, ds, " Extra.")
+    report = report_view(await service.report(project, ds))
     assert (report["entries"], report["entriesChanged"], report["messagesDropped"]) == (3, 2, 2)
     rows = {r["id"]: r for r in report["data"]}
     per_rule = len(SYSTEM) // 4 + (len(SYSTEM) % 4 > 0)
@@ -134,30 +144,32 @@ def test_pruning_report_counts_matches_and_tokens_per_rule(
     assert report["tokensSaved"] == 2 * per_rule + 2
 
 
-def test_pruning_report_uses_the_given_tokenizer(engine: Engine, project: str) -> None:
-    service = PruningService(engine, count_tokens=lambda s: len(s.split()))
+async def test_pruning_report_uses_the_given_tokenizer(engine: Engine, project: str) -> None:
+    service = PruningService(Database(engine), count_tokens=lambda s: len(s.split()))
     ds = make_dataset(engine, project, [[{"role": "user", "content": f"{SYSTEM} {SYSTEM}"}]])
-    service.add_sync(project, ds, SYSTEM)
-    (row,) = service.report_sync(project, ds)["data"]
+    await service.add(project, ds, SYSTEM)
+    (row,) = report_view(await service.report(project, ds), service.count_tokens)["data"]
     assert (row["matches"], row["tokensInText"], row["tokensSaved"]) == (2, 10, 20)
 
 
-def test_rules_for_returns_texts_in_creation_order(
+async def test_fine_tunes_copy_rule_texts_in_creation_order(
     engine: Engine, project: str, service: PruningService
 ) -> None:
     ds = make_dataset(engine, project, [])
-    a, b, c = (service.add_sync(project, ds, t) for t in ("a", "b", "c"))
-    assert service.rules_for_sync(ds, [c.id, a.id]) == ["a", "c"]
-    assert service.rules_for_sync(ds, []) == []
+    a, b, c = [await service.add(project, ds, t) for t in ("a", "b", "c")]
+    assert texts(engine, ds, [c.id, a.id]) == ["a", "c"]
+    assert texts(engine, ds, []) == []
     other = make_dataset(engine, project, [])
     with pytest.raises(InvalidRequest):
-        service.rules_for_sync(other, [b.id])
+        texts(engine, other, [b.id])
 
 
-def test_pruning_rules_go_with_their_dataset(engine: Engine, project: str, service: PruningService) -> None:
+async def test_pruning_rules_go_with_their_dataset(
+    engine: Engine, project: str, service: PruningService
+) -> None:
     ds = make_dataset(engine, project, [])
-    rule = service.add_sync(project, ds, "x")
+    rule = await service.add(project, ds, "x")
     with engine.begin() as conn:
         conn.execute(datasets.delete().where(datasets.c.id == ds))
     with pytest.raises(InvalidRequest):
-        service.rules_for_sync(ds, [rule.id])
+        texts(engine, ds, [rule.id])

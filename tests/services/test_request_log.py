@@ -8,15 +8,17 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
+from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
-from tunepipe.db.log_queries import LogFilter, list_calls
+from tunepipe.db.log_queries import list_calls
 from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.logs import LogFilter
 from tunepipe.domain.pricing import Price
 from tunepipe.errors import UpstreamRejected
-from tunepipe.services.request_log import (
+from tunepipe.services.logs.recording import (
     CallLog,
     RequestLogger,
     build_record,
@@ -114,7 +116,7 @@ def test_build_record_ids_are_unique() -> None:
 
 
 async def test_request_logger_writes_success_and_failure(engine: Engine) -> None:
-    project = create_project(engine, "rl").id
+    project = Database(engine).run_sync(create_project, "rl").id
     writer = LogWriter(engine)
     writer.start()
     logger = RequestLogger(writer)
@@ -131,7 +133,7 @@ async def test_request_logger_writes_success_and_failure(engine: Engine) -> None
     error = UpstreamRejected("fake failure 429", upstream_status=429, error_type="rate_limit_error")
     await logger.failure(call, error)
     await writer.close()
-    calls = list_calls(engine, project, LogFilter(), with_bodies=True)[0]
+    calls = Database(engine).run_sync(list_calls, project, LogFilter(), with_bodies=True)[0]
     ok, failed = sorted(calls, key=lambda c: c.status_code or 0)  # same requested_at
     assert (ok.status_code, ok.cost, ok.source) == (200, pytest.approx(0.006), "proxy")
     assert ok.duration_ms is not None and ok.duration_ms >= 0
@@ -143,7 +145,7 @@ async def test_request_logger_writes_success_and_failure(engine: Engine) -> None
 
 
 async def test_request_logger_disabled_call_is_not_written(engine: Engine) -> None:
-    project = create_project(engine, "off").id
+    project = Database(engine).run_sync(create_project, "off").id
     writer = LogWriter(engine)
     writer.start()
     logger = RequestLogger(writer)
@@ -152,4 +154,4 @@ async def test_request_logger_disabled_call_is_not_written(engine: Engine) -> No
     await logger.failure(call, UpstreamRejected("no", upstream_status=400))
     await writer.close()
     assert writer.stats.enqueued == 0
-    assert list_calls(engine, project, LogFilter())[0] == []
+    assert Database(engine).run_sync(list_calls, project, LogFilter())[0] == []

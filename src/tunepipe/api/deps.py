@@ -6,18 +6,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tunepipe.api.state import AppState
-from tunepipe.db.records import Principal
+from tunepipe.domain.projects import Principal
+from tunepipe.services.container import Container
 
 
-def app_state(request: Request) -> AppState:
-    state: AppState = request.app.state.tp
+def app_state(request: Request) -> Container:
+    state: Container = request.app.state.tp
     return state
 
 
 # Every dependency is `async def`, even one that never awaits: FastAPI runs a plain `def`
 # dependency on a worker thread, which costs a thread hop (and a GIL hand-off) per request.
-async def _state(request: Request) -> AppState:
+async def _state(request: Request) -> Container:
     return app_state(request)
 
 
@@ -29,7 +29,7 @@ async def _writer(request: Request) -> Principal:
     return await app_state(request).auth.writer(request.headers.get("authorization"))
 
 
-State = Annotated[AppState, Depends(_state)]
+State = Annotated[Container, Depends(_state)]
 Caller = Annotated[Principal, Depends(_caller)]
 """Any valid key of a project."""
 Writer = Annotated[Principal, Depends(_writer)]

@@ -1,7 +1,11 @@
 """The one place errors become HTTP responses.
 
 API paths get the OpenAI envelope plus OpenPipe's ``message``/``code``; anything unexpected is
-logged with its traceback and shown as a 500 in the same envelope.
+logged with its traceback and shown as a 500 in the same envelope. A framework error (an
+unknown route, a wrong method) is rendered as the error of :mod:`tunepipe.errors` its status
+stands for, so its ``type`` is the same as the services' (a 404 is ``not_found_error``
+wherever it comes from). A request whose only fault is an identifier that names nothing (one
+with a NUL character, :data:`tunepipe.protocol.types.Id`) is a 404, not a validation error.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from tunepipe.api.json import json_response
-from tunepipe.errors import InvalidRequest, TunepipeError, trpc_code
+from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, for_status
 
 log = logging.getLogger(__name__)
 
+_LOCATIONS = ("body", "query", "path", "header")
 
-def error_response(exc: TunepipeError) -> Response:
-    return json_response(exc.envelope(), status_code=exc.status_code)
+
+def error_response(exc: TunepipeError, headers: dict[str, str] | None = None) -> Response:
+    return json_response(exc.envelope(), status_code=exc.status_code, headers=headers)
 
 
 async def _tunepipe_error(_request: Request, exc: Exception) -> Response:
@@ -31,29 +37,27 @@ async def _tunepipe_error(_request: Request, exc: Exception) -> Response:
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in _LOCATIONS)
+    if first.get("type") == "unknown_id":
+        return error_response(
+            NotFound(f"No {loc or 'such item'} {first.get('input')!r} here", param=loc or None)
+        )
     message = f"Input validation failed: `{loc}`: {first.get('msg')}" if loc else "Input validation failed"
-    err = InvalidRequest(message, param=loc or None)
-    body = err.envelope()
+    body = InvalidRequest(message, param=loc or None).envelope()
     body["issues"] = [
-        {"message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"} for e in exc.errors()
+        {"message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"} for e in errors
     ]
     return json_response(body, status_code=400)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = str(exc.detail)
-    return json_response(
-        {
-            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None},
-            "message": message,
-            "code": trpc_code(exc.status_code),
-        },
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+        message = f"{message}: {request.method} {request.url.path}"
+    return error_response(for_status(exc.status_code, message), headers=getattr(exc, "headers", None))
 
 
 async def _client_disconnected(_request: Request, _exc: Exception) -> Response:

@@ -1,21 +1,20 @@
 """``tunepipe datasets``: create and list datasets, upload and export JSONL files (spec D).
 
-Commands use the services directly against the database (no server needed). Upload is the
-API's all-or-nothing two-pass upload (:mod:`tunepipe.services.dataset_files`), with a progress
-bar per pass over the file's bytes; export shows entries written. Progress goes to stderr, so
-``export`` without ``-o`` can pipe clean JSONL on stdout.
+Upload is the API's all-or-nothing two-pass upload (:mod:`tunepipe.services.datasets.upload`),
+with a progress bar per pass over the file's bytes; export shows entries written. Progress goes
+to stderr, so ``export`` without ``-o`` can pipe clean JSONL on stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -27,39 +26,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
-from sqlalchemy import Engine
 
-from tunepipe.db.records import Principal
-from tunepipe.errors import TunepipeError
-from tunepipe.services import setup
-from tunepipe.services.dataset_files import upload_jsonl
-from tunepipe.services.datasets import DatasetService, iso
-from tunepipe.settings import Settings
+from tunepipe.cli.context import ProjectOpt, call, console, progress_console
+from tunepipe.domain.datasets import Dataset
+from tunepipe.protocol.logs import iso
+from tunepipe.services.container import Container
+from tunepipe.services.datasets.upload import UploadResult
 
 datasets_app = typer.Typer(
     help="Datasets: create, list, and JSONL upload/export (OpenPipe's format).", no_args_is_help=True
 )
-
-console = Console()
-progress_console = Console(stderr=True)
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]
-
-
-def _service_and_principal(project: str | None) -> tuple[DatasetService, Principal]:
-    service, principal, _ = _open(project)
-    return service, principal
-
-
-def _open(project: str | None) -> tuple[DatasetService, Principal, Engine]:
-    engine = setup.open_engine(Settings())
-    # The shell is trusted like a read/write key of the project.
-    principal = Principal(project=setup.project_named(engine, project), key_id="cli", read_only=False)
-    return DatasetService(engine), principal, engine
-
-
-def _fail(exc: TunepipeError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc.message}")
-    return typer.Exit(code=1)
 
 
 @datasets_app.command("create")
@@ -71,22 +47,22 @@ def datasets_create(
     project: ProjectOpt = None,
 ) -> None:
     """Create a dataset and print its id."""
-    try:
-        service, principal = _service_and_principal(project)
-        ds = asyncio.run(service.create(principal, name, train_ratio))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> Dataset:
+        return await c.datasets.create(await c.projects.operator(project), name, train_ratio)
+
+    ds = call(run)
     console.print(f"Dataset [bold]{ds.name}[/bold] created: {ds.id}")
 
 
 @datasets_app.command("list")
 def datasets_list(project: ProjectOpt = None) -> None:
     """List the project's datasets, newest first."""
-    try:
-        service, principal = _service_and_principal(project)
-        datasets = asyncio.run(service.list_all(principal))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> list[Dataset]:
+        return await c.datasets.all(await c.projects.operator(project))
+
+    datasets = call(run)
     table = Table("name", "entries", "train ratio", "created")
     table.add_column("id", no_wrap=True, min_width=36)
     for ds in datasets:
@@ -112,10 +88,11 @@ def datasets_upload(
     project: ProjectOpt = None,
 ) -> None:
     """Upload a JSONL file, all or nothing: every line is checked before any is imported."""
-    try:
-        service, principal, engine = _open(project)
-        ds = asyncio.run(service.get(principal, dataset_id))
-        size = file.stat().st_size
+    size = file.stat().st_size
+
+    async def run(c: Container) -> tuple[Dataset, UploadResult]:
+        principal = await c.projects.operator(project)
+        ds = await c.datasets.get(principal, dataset_id)
         with file.open("rb") as f, _bytes_progress() as progress:
             check = progress.add_task("Checking", total=size)
             insert: list[TaskID] = []  # shown only once the check has passed
@@ -125,11 +102,12 @@ def datasets_upload(
                     insert.append(progress.add_task("Importing", total=size))
                 progress.advance(insert[0], n)
 
-            result = upload_jsonl(
-                engine, ds, f, on_check=lambda n: progress.advance(check, n), on_insert=on_insert
+            result = await c.datasets.upload(
+                principal, ds.id, f, on_check=lambda n: progress.advance(check, n), on_insert=on_insert
             )
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+        return ds, result
+
+    ds, result = call(run)
     if result.error_count:
         table = Table("line", "error")
         for line, message in result.errors:
@@ -153,23 +131,27 @@ def datasets_export(
     project: ProjectOpt = None,
 ) -> None:
     """Export the dataset as JSONL (re-importable as is)."""
-    try:
-        service, principal = _service_and_principal(project)
-        ds = asyncio.run(service.get(principal, dataset_id))
-        lines = service.export_lines(principal, ds.id, include_split=include_split)
-        columns = (TextColumn("Exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        sink: AbstractContextManager[IO[bytes]] = (
-            output.open("wb") if output else nullcontext(sys.stdout.buffer)
-        )
-        written = 0
-        with sink as out, Progress(*columns, console=progress_console) as progress:
-            task = progress.add_task("export", total=ds.entry_count)
-            for line in lines:
-                out.write(line)
-                written += 1
-                progress.advance(task)
-            out.flush()
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> int:
+        principal = await c.projects.operator(project)
+        ds = await c.datasets.get(principal, dataset_id)
+        lines = c.datasets.export_lines(principal, ds.id, include_split=include_split)
+        return await asyncio.to_thread(_write, lines, ds.entry_count, output)
+
+    written = call(run)
     if output:
         console.print(f"{written} entries written to {output}.")
+
+
+def _write(lines: Iterator[bytes], total: int, output: Path | None) -> int:
+    columns = (TextColumn("Exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    sink: AbstractContextManager[IO[bytes]] = output.open("wb") if output else nullcontext(sys.stdout.buffer)
+    written = 0
+    with sink as out, Progress(*columns, console=progress_console) as progress:
+        task = progress.add_task("export", total=total)
+        for line in lines:
+            out.write(line)
+            written += 1
+            progress.advance(task)
+        out.flush()
+    return written

@@ -1,9 +1,8 @@
 """``tunepipe models``: train a model from a dataset, follow its training, list, cancel, delete,
 and download its adapter or merged weights (spec A.4, B.3).
 
-Like ``tunepipe datasets``, commands call the services directly against the database (no
-server needed). Training itself is done by a worker — the one inside ``tunepipe serve``, or
-``tunepipe worker`` — that picks the queued job up; ``wait`` follows it by polling the model.
+Training itself is done by a worker — the one inside ``tunepipe serve``, or ``tunepipe worker``
+— that picks the queued job up; ``wait`` follows it by polling the model.
 """
 
 from __future__ import annotations
@@ -11,61 +10,29 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tunepipe.db.fine_tunes import FineTune
-from tunepipe.db.records import Principal
-from tunepipe.domain.fine_tunes import FineTuneStatus
+from tunepipe.cli.context import ProjectOpt, call, console, progress_console
+from tunepipe.domain.fine_tunes import FineTune, FineTuneStatus
 from tunepipe.engine.sources import DEFAULT_MODEL
-from tunepipe.errors import TunepipeError
-from tunepipe.protocol.models import CreateModelRequest
-from tunepipe.services import setup
-from tunepipe.services.datasets import DatasetService, iso
-from tunepipe.services.fine_tunes import FineTuneService
-from tunepipe.services.local_models import LocalModels
-from tunepipe.services.pruning import PruningService
-from tunepipe.settings import Settings
+from tunepipe.protocol.logs import iso
+from tunepipe.protocol.models import CreateModelRequest, model_view
+from tunepipe.services.container import Container
 
 models_app = typer.Typer(
     help="Fine-tuned models: train one from a dataset, follow it, download it; call it as openpipe:<slug>.",
     no_args_is_help=True,
 )
 
-console = Console()
-progress_console = Console(stderr=True)
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]
 SlugArg = Annotated[str, typer.Argument(help="The model's slug (openpipe:<slug> works too).")]
 FINISHED = (FineTuneStatus.DEPLOYED, FineTuneStatus.ERROR)
-
-
-def _open(project: str | None) -> tuple[FineTuneService, Principal]:
-    settings = Settings()
-    engine = setup.open_engine(settings)
-    base_models = setup.base_model_service(settings, engine)
-    service = FineTuneService(
-        settings,
-        engine,
-        datasets=DatasetService(engine),
-        pruning=PruningService(engine),
-        base_models=base_models,
-        local=LocalModels(settings, base_models),
-    )
-    # The shell is trusted like a read/write key of the project.
-    return service, Principal(project=setup.project_named(engine, project), key_id="cli", read_only=False)
-
-
-def _fail(exc: TunepipeError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc.message}")
-    return typer.Exit(code=1)
 
 
 def _training_config(
@@ -136,27 +103,29 @@ def models_create(
     except (ValidationError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
-    try:
-        service, principal = _open(project)
-        ft = asyncio.run(service.create(principal, body))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
-    console.print(
-        f"Model [bold]openpipe:{ft.slug}[/bold] {ft.status}: {ft.train_rows} training rows, "
-        f"{ft.test_rows} test rows, base {ft.root_model}"
-    )
-    if wait:
-        _wait(service, principal, ft.slug, interval=1.0)
+
+    async def run(c: Container) -> FineTune:
+        principal = await c.projects.operator(project)
+        ft = await c.fine_tunes.create(principal, body)
+        console.print(
+            f"Model [bold]openpipe:{ft.slug}[/bold] {ft.status}: {ft.train_rows} training rows, "
+            f"{ft.test_rows} test rows, base {ft.root_model}"
+        )
+        if wait:
+            ft = await _wait(c, project, ft.slug, interval=1.0)
+        return ft
+
+    _finished(call(run), wait)
 
 
 @models_app.command("list")
 def models_list(project: ProjectOpt = None) -> None:
     """List the project's models, newest first."""
-    try:
-        service, principal = _open(project)
-        models = asyncio.run(service.list(principal))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> list[FineTune]:
+        return await c.fine_tunes.all(await c.projects.operator(project))
+
+    models = call(run)
     table = Table()
     # The name is what a caller needs: never cut it.
     table.add_column(
@@ -180,22 +149,18 @@ def models_list(project: ProjectOpt = None) -> None:
 @models_app.command("get")
 def models_get(slug: SlugArg, project: ProjectOpt = None) -> None:
     """Print a model as the API shows it (JSON)."""
-    try:
-        service, principal = _open(project)
-        view = asyncio.run(_view(service, principal, slug))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> dict[str, Any]:
+        principal = await c.projects.operator(project)
+        d = await c.fine_tunes.detail(await c.fine_tunes.get(principal, slug))
+        return model_view(d.fine_tune, progress=d.progress, owner=principal.project.name, context=d.context)
+
     # Plain JSON on stdout (no wrapping or colour), so it pipes into jq.
-    sys.stdout.write(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(orjson.dumps(call(run), option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-async def _view(service: FineTuneService, principal: Principal, slug: str) -> dict[str, Any]:
-    return await service.view(principal, await service.get(principal, slug))
-
-
-def _progress_fields(ft: FineTune) -> tuple[str, int, int | None, str, str]:
-    """stage, step, total steps, loss and ETA from the model's recorded progress."""
-    p = ft.progress or {}
+def _progress_fields(ft: FineTune, p: dict[str, Any]) -> tuple[str, int, int | None, str, str]:
+    """stage, step, total steps, loss and ETA from the model's training progress."""
     stage = str(p.get("stage") or ft.status.lower())
     total = p.get("total_steps")
     loss = p.get("loss")
@@ -209,7 +174,8 @@ def _progress_fields(ft: FineTune) -> tuple[str, int, int | None, str, str]:
     )
 
 
-def _wait(service: FineTuneService, principal: Principal, slug: str, *, interval: float) -> None:
+async def _wait(c: Container, project: str | None, slug: str, *, interval: float) -> FineTune:
+    principal = await c.projects.operator(project)
     columns = (
         TextColumn("{task.description:<8}"),
         BarColumn(),
@@ -221,15 +187,17 @@ def _wait(service: FineTuneService, principal: Principal, slug: str, *, interval
     with Progress(*columns, console=progress_console) as progress:
         task = progress.add_task("queued", total=None, loss="-", eta="-")
         while True:
-            try:
-                ft = asyncio.run(service.get(principal, slug))
-            except TunepipeError as exc:
-                raise _fail(exc) from exc
-            stage, step, total, loss, eta = _progress_fields(ft)
+            d = await c.fine_tunes.detail(await c.fine_tunes.get(principal, slug))
+            stage, step, total, loss, eta = _progress_fields(d.fine_tune, d.progress)
             progress.update(task, description=stage, completed=step, total=total, loss=loss, eta=eta)
-            if ft.status in FINISHED:
-                break
-            time.sleep(interval)
+            if d.fine_tune.status in FINISHED:
+                return d.fine_tune
+            await asyncio.sleep(interval)
+
+
+def _finished(ft: FineTune, waited: bool) -> None:
+    if not waited:
+        return
     if ft.status == FineTuneStatus.ERROR:
         console.print(f"[red]openpipe:{ft.slug} failed:[/red] {ft.error_message}")
         raise typer.Exit(code=1)
@@ -244,33 +212,28 @@ def models_wait(
     project: ProjectOpt = None,
 ) -> None:
     """Follow a model's training until it is DEPLOYED (exit 0) or ERROR (exit 1)."""
-    try:
-        service, principal = _open(project)
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
-    _wait(service, principal, slug, interval=interval)
+    _finished(call(lambda c: _wait(c, project, slug, interval=interval)), True)
 
 
 @models_app.command("cancel")
 def models_cancel(slug: SlugArg, project: ProjectOpt = None) -> None:
     """Cancel a model's training (a waiting model is cancelled at once)."""
-    try:
-        service, principal = _open(project)
-        ft = asyncio.run(service.cancel(principal, slug))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> FineTune:
+        return await c.fine_tunes.cancel(await c.projects.operator(project), slug)
+
+    ft = call(run)
     console.print(f"openpipe:{ft.slug}: cancel requested ({ft.status}).")
 
 
 @models_app.command("delete")
 def models_delete(slug: SlugArg, project: ProjectOpt = None) -> None:
     """Delete a model, its training rows and its files."""
-    try:
-        service, principal = _open(project)
-        ft = asyncio.run(service.delete(principal, slug))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
-    console.print(f"Deleted openpipe:{ft.slug}")
+
+    async def run(c: Container) -> FineTune:
+        return await c.fine_tunes.delete(await c.projects.operator(project), slug)
+
+    console.print(f"Deleted openpipe:{call(run).slug}")
 
 
 @models_app.command("download")
@@ -284,14 +247,14 @@ def models_download(
     project: ProjectOpt = None,
 ) -> None:
     """Write the LoRA adapter (vLLM: --lora-modules name=DIR) or merged weights into a directory."""
-    try:
-        service, principal = _open(project)
+
+    async def run(c: Container) -> Path:
+        principal = await c.projects.operator(project)
         if merged:
-            with console.status("Merging the adapter into the base model…"):
-                source = asyncio.run(service.merged_directory(principal, slug, dtype))
-        else:
-            source = asyncio.run(service.adapter_directory(principal, slug))
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+            return await c.fine_tunes.merged_directory(principal, slug, dtype)
+        return await c.fine_tunes.adapter_directory(principal, slug)
+
+    with console.status("Merging the adapter into the base model…" if merged else "Unpacking the adapter…"):
+        source = call(run)
     shutil.copytree(source, out, dirs_exist_ok=True)
     console.print(f"Wrote {'merged weights' if merged else 'the adapter'} of openpipe:{slug} to {out}")

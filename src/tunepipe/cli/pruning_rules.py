@@ -6,32 +6,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tunepipe.errors import InvalidRequest, TunepipeError
-from tunepipe.services import setup
-from tunepipe.services.pruning import PruningService
-from tunepipe.settings import Settings
+from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.domain.pruning import PruningReport, PruningRule
+from tunepipe.errors import InvalidRequest
+from tunepipe.protocol.pruning import report_view, rule_view
+from tunepipe.services.container import Container
 
 pruning_rules_app = typer.Typer(
     help="Pruning rules: boilerplate text removed from a dataset's inputs for training and inference.",
     no_args_is_help=True,
 )
 
-console = Console()
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset id.")]
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: default).")]
 
 
-def _service_and_project(project: str | None) -> tuple[PruningService, str]:
-    engine = setup.open_engine(Settings())
-    return PruningService(engine), setup.project_named(engine, project).id
-
-
-def _fail(exc: TunepipeError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc.message}")
-    return typer.Exit(code=1)
+async def _project_id(c: Container, project: str | None) -> str:
+    return (await c.projects.named(project)).id
 
 
 def _table(*numbers: str) -> Table:
@@ -52,14 +44,13 @@ def _preview(text: str, width: int = 60) -> str:
 @pruning_rules_app.command("list")
 def pruning_rules_list(dataset: DatasetOpt, project: ProjectOpt = None) -> None:
     """List a dataset's rules in the order they are applied."""
-    try:
-        service, project_id = _service_and_project(project)
-        rules = service.list_sync(project_id, dataset)
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> list[PruningRule]:
+        return await c.pruning.rules(await _project_id(c, project), dataset)
+
     table = _table("tokens")
-    for i, rule in enumerate(rules, 1):
-        view = service.view(rule)
+    for i, rule in enumerate(call(run), 1):
+        view = rule_view(rule)
         table.add_row(str(i), rule.id, str(view["tokensInText"]), _preview(rule.text_to_match))
     console.print(table)
 
@@ -74,15 +65,18 @@ def pruning_rules_add(
     project: ProjectOpt = None,
 ) -> None:
     """Add a rule; it runs after the existing ones."""
-    try:
-        if (text is None) == (from_file is None):
-            raise InvalidRequest("Give the text or --from-file, not both")
-        body = text if text is not None else from_file.read_text(encoding="utf-8")  # type: ignore[union-attr]
-        service, project_id = _service_and_project(project)
-        rule = service.add_sync(project_id, dataset, body)
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
-    console.print(f"Pruning rule {rule.id} added ({service.view(rule)['tokensInText']} tokens).")
+    if text is not None and from_file is None:
+        body = text
+    elif text is None and from_file is not None:
+        body = from_file.read_text(encoding="utf-8")
+    else:
+        raise InvalidRequest("Give the text or --from-file, not both")
+
+    async def run(c: Container) -> PruningRule:
+        return await c.pruning.add(await _project_id(c, project), dataset, body)
+
+    rule = call(run)
+    console.print(f"Pruning rule {rule.id} added ({rule_view(rule)['tokensInText']} tokens).")
 
 
 @pruning_rules_app.command("remove")
@@ -92,23 +86,23 @@ def pruning_rules_remove(
     project: ProjectOpt = None,
 ) -> None:
     """Remove a rule (fine-tunes already trained keep their copy)."""
-    try:
-        service, project_id = _service_and_project(project)
-        service.remove_sync(project_id, dataset, rule_id)
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> None:
+        await c.pruning.remove(await _project_id(c, project), dataset, rule_id)
+
+    call(run)
     console.print(f"Pruning rule {rule_id} removed.")
 
 
 @pruning_rules_app.command("report")
 def pruning_rules_report(dataset: DatasetOpt, project: ProjectOpt = None) -> None:
     """Apply the rules to the dataset's entries: matches and tokens saved per rule."""
-    try:
-        service, project_id = _service_and_project(project)
-        with console.status("Applying the rules to every entry…"):
-            report = service.report_sync(project_id, dataset)
-    except TunepipeError as exc:
-        raise _fail(exc) from exc
+
+    async def run(c: Container) -> PruningReport:
+        return await c.pruning.report(await _project_id(c, project), dataset)
+
+    with console.status("Applying the rules to every entry…"):
+        report = report_view(call(run))
     table = _table("matches", "tokens saved")
     for i, row in enumerate(report["data"], 1):
         table.add_row(

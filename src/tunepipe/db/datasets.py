@@ -8,57 +8,20 @@ case-insensitive ``LIKE`` over the stored JSON text of the messages and the outp
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.sql import Select
 
 from tunepipe.db.schema import dataset_entries, datasets
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.dataset_entries import EntryData
+from tunepipe.domain.datasets import Dataset, EntryFilter, NewEntry, StoredEntry
 from tunepipe.domain.ids import uuid7
-
-
-@dataclass(frozen=True, slots=True)
-class Dataset:
-    id: str
-    project_id: str
-    name: str
-    train_ratio: float
-    created_at: int
-    updated_at: int
-    entry_count: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    id: str
-    dataset_id: str
-    data: EntryData  # split is always set
-    provenance: str
-    logged_call_id: str | None
-    input_hash: str
-    original_output: dict[str, Any] | None
-    created_at: int
-    updated_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewEntry:
-    data: EntryData  # split already assigned
-    provenance: str
-    logged_call_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EntryFilter:
-    split: str | None = None
-    provenance: str | None = None
-    contains: str | None = None
 
 
 def _dumps(value: Any) -> str | None:
@@ -86,59 +49,54 @@ def _to_dataset(row: Any) -> Dataset:
     )
 
 
-def create_dataset(engine: Engine, project_id: str, name: str, train_ratio: float) -> Dataset:
+def create_dataset(conn: Connection, project_id: str, name: str, train_ratio: float) -> Dataset:
     now = now_ms()
     ds = Dataset(uuid7(), project_id, name, train_ratio, now, now)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(datasets).values(
-                id=ds.id,
-                project_id=project_id,
-                name=name,
-                train_ratio=train_ratio,
-                created_at=now,
-                updated_at=now,
-            )
+    conn.execute(
+        insert(datasets).values(
+            id=ds.id,
+            project_id=project_id,
+            name=name,
+            train_ratio=train_ratio,
+            created_at=now,
+            updated_at=now,
         )
+    )
     return ds
 
 
-def list_datasets(engine: Engine, project_id: str) -> list[Dataset]:
+def list_datasets(conn: Connection, project_id: str) -> list[Dataset]:
     query = (
         select(datasets, _count())
         .where(datasets.c.project_id == project_id)
         .order_by(datasets.c.created_at.desc(), datasets.c.id.desc())
     )
-    with engine.connect() as conn:
-        return [_to_dataset(r) for r in conn.execute(query)]
+    return [_to_dataset(r) for r in conn.execute(query)]
 
 
-def get_dataset(engine: Engine, project_id: str, dataset_id: str) -> Dataset | None:
+def get_dataset(conn: Connection, project_id: str, dataset_id: str) -> Dataset | None:
     query = select(datasets, _count()).where(datasets.c.project_id == project_id, datasets.c.id == dataset_id)
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
+    row = conn.execute(query).first()
     return _to_dataset(row) if row else None
 
 
-def update_dataset(engine: Engine, project_id: str, dataset_id: str, changes: dict[str, Any]) -> bool:
+def update_dataset(conn: Connection, project_id: str, dataset_id: str, changes: dict[str, Any]) -> bool:
     c = datasets.c
-    with engine.begin() as conn:
-        done = conn.execute(
-            update(datasets)
-            .where(c.project_id == project_id, c.id == dataset_id)
-            .values(**changes, updated_at=now_ms())
-        )
+    done = conn.execute(
+        update(datasets)
+        .where(c.project_id == project_id, c.id == dataset_id)
+        .values(**changes, updated_at=now_ms())
+    )
     return bool(done.rowcount)
 
 
-def delete_dataset(engine: Engine, project_id: str, dataset_id: str) -> bool:
+def delete_dataset(conn: Connection, project_id: str, dataset_id: str) -> bool:
     c = datasets.c
-    with engine.begin() as conn:
-        # Entries first: SQLite enforces the cascade only with the pragma on, Postgres always.
-        if conn.execute(select(c.id).where(c.project_id == project_id, c.id == dataset_id)).first() is None:
-            return False
-        conn.execute(delete(dataset_entries).where(dataset_entries.c.dataset_id == dataset_id))
-        conn.execute(delete(datasets).where(c.id == dataset_id))
+    # Entries first: SQLite enforces the cascade only with the pragma on, Postgres always.
+    if conn.execute(select(c.id).where(c.project_id == project_id, c.id == dataset_id)).first() is None:
+        return False
+    conn.execute(delete(dataset_entries).where(dataset_entries.c.dataset_id == dataset_id))
+    conn.execute(delete(datasets).where(c.id == dataset_id))
     return True
 
 
@@ -159,27 +117,27 @@ def _entry_row(dataset_id: str, project_id: str, entry: NewEntry, entry_id: str,
         "original_output": None,
         "provenance": entry.provenance,
         "logged_call_id": entry.logged_call_id,
+        "job_id": entry.job_id,
         "input_hash": d.input_hash,
         "created_at": now,
         "updated_at": now,
     }
 
 
-def insert_entries(engine: Engine, project_id: str, dataset_id: str, entries: Sequence[NewEntry]) -> int:
-    """Insert in one transaction; the dataset's ``updated_at`` moves too."""
+def insert_entries(conn: Connection, project_id: str, dataset_id: str, entries: Sequence[NewEntry]) -> int:
+    """Insert the entries; the dataset's ``updated_at`` moves too."""
     if not entries:
         return 0
     now = now_ms()
     ids = sorted(uuid7() for _ in entries)
     rows = [_entry_row(dataset_id, project_id, e, i, now) for e, i in zip(entries, ids, strict=True)]
-    with engine.begin() as conn:
-        conn.execute(insert(dataset_entries), rows)
-        conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
+    conn.execute(insert(dataset_entries), rows)
+    conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
     return len(rows)
 
 
 def insert_entry_batches(
-    engine: Engine, project_id: str, dataset_id: str, batches: Iterable[Sequence[NewEntry]]
+    conn: Connection, project_id: str, dataset_id: str, batches: Iterable[Sequence[NewEntry]]
 ) -> int:
     """Insert every batch in one transaction (all or nothing), ids ascending across batches.
 
@@ -190,20 +148,19 @@ def insert_entry_batches(
     now = now_ms()
     created = 0
     last_id = ""
-    with engine.begin() as conn:
-        for batch in batches:
-            if not batch:
-                continue
+    for batch in batches:
+        if not batch:
+            continue
+        ids = sorted(uuid7() for _ in batch)
+        while ids[0] <= last_id:  # same millisecond as the previous batch: wait it out
+            time.sleep(0.001)
             ids = sorted(uuid7() for _ in batch)
-            while ids[0] <= last_id:  # same millisecond as the previous batch: wait it out
-                time.sleep(0.001)
-                ids = sorted(uuid7() for _ in batch)
-            rows = [_entry_row(dataset_id, project_id, e, i, now) for e, i in zip(batch, ids, strict=True)]
-            conn.execute(insert(dataset_entries), rows)
-            last_id = ids[-1]
-            created += len(rows)
-        if created:
-            conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
+        rows = [_entry_row(dataset_id, project_id, e, i, now) for e, i in zip(batch, ids, strict=True)]
+        conn.execute(insert(dataset_entries), rows)
+        last_id = ids[-1]
+        created += len(rows)
+    if created:
+        conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
     return created
 
 
@@ -266,7 +223,7 @@ def _page_query(
 
 
 def list_entries(
-    engine: Engine,
+    conn: Connection,
     project_id: str,
     dataset_id: str,
     f: EntryFilter,
@@ -275,8 +232,7 @@ def list_entries(
     limit: int = 50,
 ) -> tuple[list[StoredEntry], str | None]:
     """One page, oldest first, and the next page's cursor (None on the last page)."""
-    with engine.connect() as conn:
-        rows = conn.execute(_page_query(project_id, dataset_id, f, after, limit + 1)).all()
+    rows = conn.execute(_page_query(project_id, dataset_id, f, after, limit + 1)).all()
     entries = [_to_entry(r) for r in rows[:limit]]
     if len(rows) <= limit:
         return entries, None
@@ -284,30 +240,29 @@ def list_entries(
 
 
 def iter_entries(
-    engine: Engine, project_id: str, dataset_id: str, f: EntryFilter, *, page_size: int = 500
+    conn: Connection, project_id: str, dataset_id: str, f: EntryFilter, *, page_size: int = 500
 ) -> Iterator[StoredEntry]:
     """Every matching entry, oldest first, page by page (bounded memory)."""
     after: tuple[int, str] | None = None
     while True:
-        page, cursor = list_entries(engine, project_id, dataset_id, f, after=after, limit=page_size)
+        page, cursor = list_entries(conn, project_id, dataset_id, f, after=after, limit=page_size)
         yield from page
         if cursor is None:
             return
         after = (page[-1].created_at, page[-1].id)
 
 
-def get_entry(engine: Engine, project_id: str, dataset_id: str, entry_id: str) -> StoredEntry | None:
+def get_entry(conn: Connection, project_id: str, dataset_id: str, entry_id: str) -> StoredEntry | None:
     e = dataset_entries.c
     query = select(dataset_entries).where(
         e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id
     )
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
+    row = conn.execute(query).first()
     return _to_entry(row) if row else None
 
 
 def update_entry(
-    engine: Engine, project_id: str, dataset_id: str, entry_id: str, changes: dict[str, Any]
+    conn: Connection, project_id: str, dataset_id: str, entry_id: str, changes: dict[str, Any]
 ) -> bool:
     """``changes`` maps columns to Python values; JSON columns are encoded here."""
     json_columns = {"messages", "output", "tools", "tool_choice", "response_format", "rejected_message"}
@@ -315,23 +270,74 @@ def update_entry(
     values = {k: (_dumps(v) if k in json_columns else v) for k, v in changes.items()}
     e = dataset_entries.c
     now = now_ms()
-    with engine.begin() as conn:
-        done = conn.execute(
-            update(dataset_entries)
-            .where(e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id)
-            .values(**values, updated_at=now)
-        )
-        if done.rowcount:
-            conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
+    done = conn.execute(
+        update(dataset_entries)
+        .where(e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id)
+        .values(**values, updated_at=now)
+    )
+    if done.rowcount:
+        conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(updated_at=now))
     return bool(done.rowcount)
 
 
-def delete_entry(engine: Engine, project_id: str, dataset_id: str, entry_id: str) -> bool:
+def delete_job_entries(conn: Connection, dataset_id: str, job_id: str) -> int:
+    """Remove what an earlier attempt of an import job created (its retry starts afresh)."""
     e = dataset_entries.c
-    with engine.begin() as conn:
-        done = conn.execute(
-            delete(dataset_entries).where(
-                e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id
-            )
+    return int(
+        conn.execute(delete(dataset_entries).where(e.dataset_id == dataset_id, e.job_id == job_id)).rowcount
+    )
+
+
+def delete_entry(conn: Connection, project_id: str, dataset_id: str, entry_id: str) -> bool:
+    e = dataset_entries.c
+    done = conn.execute(
+        delete(dataset_entries).where(
+            e.project_id == project_id, e.dataset_id == dataset_id, e.id == entry_id
         )
+    )
     return bool(done.rowcount)
+
+
+def pair_key(input_hash: str, output: Any) -> bytes:
+    """Identity of an entry for de-duplication: its input hash and its output, canonically."""
+    canonical = orjson.dumps([input_hash, output], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).digest()
+
+
+def entry_pair_keys(
+    conn: Connection, project_id: str, dataset_id: str, *, page_size: int = 1000
+) -> set[bytes]:
+    """:func:`pair_key` of every entry of the dataset (32 bytes each), read page by page."""
+    e = dataset_entries.c
+    keys: set[bytes] = set()
+    after = ""
+    while True:
+        rows = conn.execute(
+            select(e.id, e.input_hash, e.output)
+            .where(e.project_id == project_id, e.dataset_id == dataset_id, e.id > after)
+            .order_by(e.id)
+            .limit(page_size)
+        ).all()
+        keys.update(pair_key(r.input_hash, orjson.loads(r.output)) for r in rows)
+        if len(rows) < page_size:
+            return keys
+        after = rows[-1].id
+
+
+def count_entries(conn: Connection, project_id: str, dataset_id: str, split: str | None) -> int:
+    e = dataset_entries.c
+    conds = [e.project_id == project_id, e.dataset_id == dataset_id]
+    if split is not None:
+        conds.append(e.split == split)
+    return int(conn.execute(select(func.count()).where(*conds)).scalar_one())
+
+
+def entry_id_page(
+    conn: Connection, project_id: str, dataset_id: str, split: str | None, after: str, limit: int
+) -> list[str]:
+    """Ids of the dataset's entries (of one split, or all) after ``after``, by id."""
+    e = dataset_entries.c
+    conds = [e.project_id == project_id, e.dataset_id == dataset_id, e.id > after]
+    if split is not None:
+        conds.append(e.split == split)
+    return list(conn.execute(select(e.id).where(*conds).order_by(e.id).limit(limit)).scalars())

@@ -9,52 +9,17 @@ new calls arrive.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, delete, exists, insert, or_, select
+from sqlalchemy import Connection, and_, delete, exists, insert, or_, select
 from sqlalchemy.sql import Select
 
 from tunepipe.db.log_writer import decompress_json
 from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
+from tunepipe.domain.logs import LogFilter, LoggedCall
 
 MAX_METADATA_KEY = 200  # the size of `logged_call_metadata.key`
-
-
-@dataclass(frozen=True, slots=True)
-class LogFilter:
-    since_ms: int | None = None
-    until_ms: int | None = None
-    model: str | None = None
-    status_code: int | None = None
-    completion_id: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    contains: str | None = None
-    only_success: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedCall:
-    id: str
-    requested_at: int
-    received_at: int | None
-    duration_ms: int | None
-    model: str | None
-    status_code: int | None
-    error_message: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost: float | None
-    finish_reason: str | None
-    completion_id: str | None
-    cache_hit: bool
-    source: str
-    streamed: bool
-    metadata: dict[str, str | None]
-    request: Any = None
-    response: Any = None
 
 
 def _where(project_id: str, f: LogFilter) -> list[Any]:
@@ -147,7 +112,7 @@ def _contains(bodies: tuple[Any, Any] | None, needle: str) -> bool:
 
 
 def list_calls(
-    engine: Engine,
+    conn: Connection,
     project_id: str,
     f: LogFilter,
     *,
@@ -160,79 +125,59 @@ def list_calls(
     need_bodies = with_bodies or f.contains is not None
     wanted = limit + 1
     found: list[LoggedCall] = []
-    with engine.connect() as conn:
-        while len(found) < wanted:
-            # Over-fetch when filtering by text, since some rows of each page will not match.
-            page = conn.execute(
-                _page_query(project_id, f, after, wanted if not f.contains else wanted * 4)
-            ).all()
-            if not page:
+    while len(found) < wanted:
+        # Over-fetch when filtering by text, since some rows of each page will not match.
+        page = conn.execute(_page_query(project_id, f, after, wanted if not f.contains else wanted * 4)).all()
+        if not page:
+            break
+        ids = [r.id for r in page]
+        meta = _metadata_for(conn, ids)
+        bodies = _bodies_for(conn, ids) if need_bodies else {}
+        for row in page:
+            after = (row.requested_at, row.id)
+            call = _to_call(row, meta[row.id], bodies.get(row.id) if with_bodies else None)
+            if f.contains is not None and not _contains(bodies.get(row.id), f.contains):
+                continue
+            found.append(call)
+            if len(found) == wanted:
                 break
-            ids = [r.id for r in page]
-            meta = _metadata_for(conn, ids)
-            bodies = _bodies_for(conn, ids) if need_bodies else {}
-            for row in page:
-                after = (row.requested_at, row.id)
-                call = _to_call(row, meta[row.id], bodies.get(row.id) if with_bodies else None)
-                if f.contains is not None and not _contains(bodies.get(row.id), f.contains):
-                    continue
-                found.append(call)
-                if len(found) == wanted:
-                    break
     if len(found) < wanted:
         return found, None
     last = found[limit - 1]
     return found[:limit], _encode_cursor(last.requested_at, last.id)
 
 
-def iter_calls(
-    engine: Engine, project_id: str, f: LogFilter, *, page_size: int = 500
-) -> Iterator[LoggedCall]:
-    """Every matching call with bodies, newest first, read page by page (bounded memory)."""
-    after: tuple[int, str] | None = None
-    while True:
-        page, _ = list_calls(engine, project_id, f, after=after, limit=page_size, with_bodies=True)
-        yield from page
-        if len(page) < page_size:
-            return
-        after = (page[-1].requested_at, page[-1].id)
+def get_call(conn: Connection, project_id: str, call_id: str) -> LoggedCall | None:
+    row = conn.execute(
+        select(logged_calls).where(logged_calls.c.project_id == project_id, logged_calls.c.id == call_id)
+    ).first()
+    if row is None:
+        return None
+    return _to_call(row, _metadata_for(conn, [row.id])[row.id], _bodies_for(conn, [row.id]).get(row.id))
 
 
-def get_call(engine: Engine, project_id: str, call_id: str) -> LoggedCall | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(logged_calls).where(logged_calls.c.project_id == project_id, logged_calls.c.id == call_id)
-        ).first()
-        if row is None:
-            return None
-        return _to_call(row, _metadata_for(conn, [row.id])[row.id], _bodies_for(conn, [row.id]).get(row.id))
-
-
-def latest_call(engine: Engine, project_id: str) -> LoggedCall | None:
-    page, _ = list_calls(engine, project_id, LogFilter(), limit=1, with_bodies=True)
+def latest_call(conn: Connection, project_id: str) -> LoggedCall | None:
+    page, _ = list_calls(conn, project_id, LogFilter(), limit=1, with_bodies=True)
     return page[0] if page else None
 
 
 def update_metadata(
-    engine: Engine, project_id: str, f: LogFilter, changes: dict[str, str | None], *, chunk: int = 500
+    conn: Connection, project_id: str, f: LogFilter, changes: dict[str, str | None], *, chunk: int = 500
 ) -> int:
     """Set (string) or delete (None) metadata keys on every matching call; return how many matched."""
     c = logged_calls.c
     m = logged_call_metadata.c
-    with engine.begin() as conn:
-        ids = [r.id for r in conn.execute(select(c.id).where(*_where(project_id, f)))]
-        for start in range(0, len(ids), chunk):
-            part = ids[start : start + chunk]
-            if changes:
-                conn.execute(
-                    delete(logged_call_metadata).where(m.call_id.in_(part), m.key.in_(list(changes)))
-                )
-            rows = [
-                {"call_id": i, "key": k, "project_id": project_id, "value": v}
-                for i in part
-                for k, v in changes.items()
-                if v is not None
-            ]
-            if rows:
-                conn.execute(insert(logged_call_metadata), rows)
+    ids = [r.id for r in conn.execute(select(c.id).where(*_where(project_id, f)))]
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        if changes:
+            conn.execute(delete(logged_call_metadata).where(m.call_id.in_(part), m.key.in_(list(changes))))
+        rows = [
+            {"call_id": i, "key": k, "project_id": project_id, "value": v}
+            for i in part
+            for k, v in changes.items()
+            if v is not None
+        ]
+        if rows:
+            conn.execute(insert(logged_call_metadata), rows)
     return len(ids)

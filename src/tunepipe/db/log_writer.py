@@ -14,8 +14,9 @@ Invariants:
   (see docs/performance.md). :meth:`LogWriter.flush` and :meth:`LogWriter.close` cut the wait
   short, so a reader in this process never waits for the linger.
 * :meth:`LogWriter.close` drains everything still queued before returning (graceful shutdown).
-* A batch that fails is retried, then dropped and counted; a record the database rejects for its
-  data is dropped alone, so it never takes the rest of its batch with it.
+* A batch that fails is retried with exponential back-off and jitter (the database may be
+  restarting: hammering it helps nobody), then dropped and counted; a record the database
+  rejects for its data is dropped alone, so it never takes the rest of its batch with it.
 """
 
 from __future__ import annotations
@@ -25,44 +26,28 @@ import contextlib
 import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from tunepipe.db.bulk_insert import insert_rows
 from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
+from tunepipe.domain.logs import LogRecord
 
 log = logging.getLogger(__name__)
 
 _STOP: Any = object()
 _COMPRESS_SLICE = 32  # records compressed between two chances for requests to run (~0.3 ms)
-
-
-@dataclass(slots=True)
-class LogRecord:
-    """One logged call. ``request``/``response`` are JSON bytes as received, or JSON values."""
-
-    id: str
-    project_id: str
-    requested_at: int
-    received_at: int | None
-    model: str | None
-    status_code: int | None
-    source: str
-    request: bytes | Any = None
-    response: bytes | Any = None
-    error_message: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost: float | None = None
-    finish_reason: str | None = None
-    completion_id: str | None = None
-    cache_hit: bool = False
-    streamed: bool = False
-    metadata: dict[str, str | None] = field(default_factory=dict)
 
 
 def compress_json(value: bytes | Any) -> bytes | None:
@@ -122,17 +107,17 @@ class _Compressed(NamedTuple):
     response: bytes | None
 
 
-def write_records(engine: Engine, records: list[LogRecord]) -> None:
-    """Insert a batch in one transaction (used by the writer and by ``/report``).
+def write_records(conn: Connection, records: list[LogRecord]) -> None:
+    """Insert a batch of records.
 
     Values that do not fit their column (caller-chosen: a long model name, an absurd token
     count) are clipped or left out, so every backend stores the call as SQLite would rather
     than Postgres refusing it.
     """
-    _insert(engine, [_Compressed(r, compress_json(r.request), compress_json(r.response)) for r in records])
+    _insert(conn, [_Compressed(r, compress_json(r.request), compress_json(r.response)) for r in records])
 
 
-def _insert(engine: Engine, records: list[_Compressed]) -> None:
+def _insert(conn: Connection, records: list[_Compressed]) -> None:
     calls: list[dict[str, Any]] = []
     bodies: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
@@ -165,11 +150,10 @@ def _insert(engine: Engine, records: list[_Compressed]) -> None:
         meta.extend(
             {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in labels.items()
         )
-    with engine.begin() as conn:
-        # Multi-row statements, not executemany: see db/bulk_insert.py.
-        insert_rows(conn, logged_calls, calls)
-        insert_rows(conn, logged_call_bodies, bodies)
-        insert_rows(conn, logged_call_metadata, meta)
+    # Multi-row statements, not executemany: see db/bulk_insert.py.
+    insert_rows(conn, logged_calls, calls)
+    insert_rows(conn, logged_call_bodies, bodies)
+    insert_rows(conn, logged_call_metadata, meta)
 
 
 @dataclass(slots=True)
@@ -191,12 +175,16 @@ class LogWriter:
         enqueue_timeout_s: float = 5.0,
         retries: int = 3,
         linger_s: float = 0.05,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 5.0,
     ) -> None:
         self._engine = engine
         self._queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._enqueue_timeout_s = enqueue_timeout_s
         self._retries = retries
+        self._backoff_s = backoff_s
+        self._backoff_max_s = backoff_max_s
         self._linger_s = linger_s
         self._hurry = asyncio.Event()  # ends a linger: set by flush(), close() and a full batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
@@ -292,31 +280,51 @@ class LogWriter:
                     return
                 await self._progress.wait()
 
+    def _write(self, batch: list[_Compressed]) -> None:
+        with self._engine.begin() as conn:
+            _insert(conn, batch)
+
     def _write_with_retry(self, batch: list[_Compressed]) -> None:
-        for attempt in range(1, self._retries + 1):
-            try:
-                _insert(self._engine, batch)
-            except (IntegrityError, DataError) as exc:
-                # The data, not the database, is at fault (project deleted meanwhile, a value out
-                # of range): retrying cannot help, so write the records one by one and lose only
-                # the bad ones rather than the whole batch.
-                self.stats.failed_batches += 1
-                if len(batch) == 1:
-                    self.stats.dropped += 1
-                    log.error("request log %s rejected by the database, dropped: %s", batch[0].record.id, exc)
-                    return
-                log.warning("request-log batch of %d rejected; writing its records one by one", len(batch))
-                for item in batch:
-                    self._write_with_retry([item])
+        retrying = Retrying(
+            stop=stop_after_attempt(self._retries),
+            wait=wait_exponential_jitter(
+                multiplier=self._backoff_s, max=self._backoff_max_s, jitter=self._backoff_s
+            ),
+            # The data, not the database, is at fault: retrying cannot help (below).
+            retry=retry_if_not_exception_type((IntegrityError, DataError)),
+            after=lambda state: self._note_failure(state, len(batch)),
+            reraise=True,
+        )
+        try:
+            retrying(self._write, batch)
+        except (IntegrityError, DataError) as exc:
+            # Project deleted meanwhile, a value out of range: write the records one by one and
+            # lose only the bad ones rather than the whole batch.
+            self.stats.failed_batches += 1
+            if len(batch) == 1:
+                self.stats.dropped += 1
+                log.error("request log %s rejected by the database, dropped: %s", batch[0].record.id, exc)
                 return
-            except Exception:
-                log.exception("request-log batch of %d failed (attempt %d)", len(batch), attempt)
-                self.stats.failed_batches += 1
-                continue
-            self.stats.written += len(batch)
+            log.warning("request-log batch of %d rejected; writing its records one by one", len(batch))
+            for item in batch:
+                self._write_with_retry([item])
             return
-        self.stats.dropped += len(batch)
-        log.error("request-log batch of %d dropped after %d attempts", len(batch), self._retries)
+        except Exception:  # every attempt failed (each is logged by _note_failure)
+            self.stats.dropped += len(batch)
+            log.error("request-log batch of %d dropped after %d attempts", len(batch), self._retries)
+            return
+        self.stats.written += len(batch)
+
+    def _note_failure(self, state: RetryCallState, size: int) -> None:
+        self.stats.failed_batches += 1
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.error(
+            "request-log batch of %d failed (attempt %d of %d)",
+            size,
+            state.attempt_number,
+            self._retries,
+            exc_info=(type(error), error, error.__traceback__) if error is not None else None,
+        )
 
     async def close(self) -> None:
         """Write everything queued, then stop."""

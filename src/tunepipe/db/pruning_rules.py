@@ -8,26 +8,16 @@ per dataset (two rules added in the same millisecond still have an order).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from tunepipe.db.schema import dataset_entries, datasets, pruning_rules
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.ids import uuid7
+from tunepipe.domain.pruning import PruningRule
 
 ENTRY_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class PruningRule:
-    id: str
-    project_id: str
-    dataset_id: str | None
-    fine_tune_id: str | None
-    text_to_match: str
-    created_at: int
 
 
 def _rule(row: Row[Any]) -> PruningRule:
@@ -41,87 +31,81 @@ def _rule(row: Row[Any]) -> PruningRule:
     )
 
 
-def dataset_exists(engine: Engine, project_id: str, dataset_id: str) -> bool:
+def dataset_exists(conn: Connection, project_id: str, dataset_id: str) -> bool:
     query = select(datasets.c.id).where(datasets.c.id == dataset_id, datasets.c.project_id == project_id)
-    with engine.connect() as conn:
-        return conn.execute(query).first() is not None
+    return conn.execute(query).first() is not None
 
 
-def list_rules(engine: Engine, project_id: str, dataset_id: str) -> list[PruningRule]:
+def list_rules(conn: Connection, project_id: str, dataset_id: str) -> list[PruningRule]:
     query = (
         select(pruning_rules)
         .where(pruning_rules.c.project_id == project_id, pruning_rules.c.dataset_id == dataset_id)
         .order_by(pruning_rules.c.created_at, pruning_rules.c.id)
     )
-    with engine.connect() as conn:
-        return [_rule(r) for r in conn.execute(query)]
+    return [_rule(r) for r in conn.execute(query)]
 
 
-def get_rule(engine: Engine, project_id: str, dataset_id: str, rule_id: str) -> PruningRule | None:
+def get_rule(conn: Connection, project_id: str, dataset_id: str, rule_id: str) -> PruningRule | None:
     query = select(pruning_rules).where(
         pruning_rules.c.id == rule_id,
         pruning_rules.c.project_id == project_id,
         pruning_rules.c.dataset_id == dataset_id,
     )
-    with engine.connect() as conn:
-        row = conn.execute(query).first()
+    row = conn.execute(query).first()
     return _rule(row) if row is not None else None
 
 
-def add_rule(engine: Engine, project_id: str, dataset_id: str, text: str) -> PruningRule:
-    with engine.begin() as conn:
-        last = conn.execute(
-            select(func.max(pruning_rules.c.created_at)).where(pruning_rules.c.dataset_id == dataset_id)
-        ).scalar()
-        rule = PruningRule(
-            id=uuid7(),
+def add_rule(conn: Connection, project_id: str, dataset_id: str, text: str) -> PruningRule:
+    last = conn.execute(
+        select(func.max(pruning_rules.c.created_at)).where(pruning_rules.c.dataset_id == dataset_id)
+    ).scalar()
+    rule = PruningRule(
+        id=uuid7(),
+        project_id=project_id,
+        dataset_id=dataset_id,
+        fine_tune_id=None,
+        text_to_match=text,
+        created_at=max(now_ms(), (last or 0) + 1),
+    )
+    conn.execute(
+        insert(pruning_rules).values(
+            id=rule.id,
             project_id=project_id,
             dataset_id=dataset_id,
             fine_tune_id=None,
             text_to_match=text,
-            created_at=max(now_ms(), (last or 0) + 1),
+            created_at=rule.created_at,
         )
-        conn.execute(
-            insert(pruning_rules).values(
-                id=rule.id,
-                project_id=project_id,
-                dataset_id=dataset_id,
-                fine_tune_id=None,
-                text_to_match=text,
-                created_at=rule.created_at,
-            )
-        )
+    )
     return rule
 
 
-def update_rule(engine: Engine, project_id: str, dataset_id: str, rule_id: str, text: str) -> bool:
+def update_rule(conn: Connection, project_id: str, dataset_id: str, rule_id: str, text: str) -> bool:
     """Change a rule's text (its place in the order stays); False if there is no such rule."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(pruning_rules)
-            .where(
-                pruning_rules.c.id == rule_id,
-                pruning_rules.c.project_id == project_id,
-                pruning_rules.c.dataset_id == dataset_id,
-            )
-            .values(text_to_match=text)
+    result = conn.execute(
+        update(pruning_rules)
+        .where(
+            pruning_rules.c.id == rule_id,
+            pruning_rules.c.project_id == project_id,
+            pruning_rules.c.dataset_id == dataset_id,
         )
+        .values(text_to_match=text)
+    )
     return bool(result.rowcount)
 
 
-def delete_rule(engine: Engine, project_id: str, dataset_id: str, rule_id: str) -> bool:
-    with engine.begin() as conn:
-        result = conn.execute(
-            delete(pruning_rules).where(
-                pruning_rules.c.id == rule_id,
-                pruning_rules.c.project_id == project_id,
-                pruning_rules.c.dataset_id == dataset_id,
-            )
+def delete_rule(conn: Connection, project_id: str, dataset_id: str, rule_id: str) -> bool:
+    result = conn.execute(
+        delete(pruning_rules).where(
+            pruning_rules.c.id == rule_id,
+            pruning_rules.c.project_id == project_id,
+            pruning_rules.c.dataset_id == dataset_id,
         )
+    )
     return bool(result.rowcount)
 
 
-def rules_with_ids(engine: Engine, dataset_id: str, ids: Sequence[str]) -> list[PruningRule]:
+def rules_with_ids(conn: Connection, dataset_id: str, ids: Sequence[str]) -> list[PruningRule]:
     """The dataset's rules among ``ids``, oldest first (ids that are not its rules are left out)."""
     if not ids:
         return []
@@ -130,28 +114,26 @@ def rules_with_ids(engine: Engine, dataset_id: str, ids: Sequence[str]) -> list[
         .where(pruning_rules.c.dataset_id == dataset_id, pruning_rules.c.id.in_(list(ids)))
         .order_by(pruning_rules.c.created_at, pruning_rules.c.id)
     )
-    with engine.connect() as conn:
-        return [_rule(r) for r in conn.execute(query)]
+    return [_rule(r) for r in conn.execute(query)]
 
 
-def iter_entry_messages(engine: Engine, project_id: str, dataset_id: str) -> Iterator[str]:
+def iter_entry_messages(conn: Connection, project_id: str, dataset_id: str) -> Iterator[str]:
     """The JSON text of every entry's input messages, streamed in batches (bounded memory)."""
     query = (
         select(dataset_entries.c.messages)
         .where(dataset_entries.c.dataset_id == dataset_id, dataset_entries.c.project_id == project_id)
         .order_by(dataset_entries.c.created_at, dataset_entries.c.id)
     )
-    with engine.connect() as conn:
-        result = conn.execution_options(yield_per=ENTRY_BATCH).execute(query)
-        for row in result:
-            yield row.messages
+    result = conn.execution_options(yield_per=ENTRY_BATCH).execute(query)
+    for row in result:
+        yield row.messages
 
 
 # A fine-tune's own copies (``fine_tune_id`` set, ``dataset_id`` null): rules edited or deleted
 # on the dataset later never change what an already trained model prunes.
 
 
-def copy_to_fine_tune(engine: Engine, project_id: str, fine_tune_id: str, texts: Sequence[str]) -> None:
+def copy_to_fine_tune(conn: Connection, project_id: str, fine_tune_id: str, texts: Sequence[str]) -> None:
     """Store ``texts`` (oldest first) as the fine-tune's rules, keeping their order."""
     if not texts:
         return
@@ -167,20 +149,17 @@ def copy_to_fine_tune(engine: Engine, project_id: str, fine_tune_id: str, texts:
         }
         for i, text in enumerate(texts)
     ]
-    with engine.begin() as conn:
-        conn.execute(insert(pruning_rules), rows)
+    conn.execute(insert(pruning_rules), rows)
 
 
-def texts_for_fine_tune(engine: Engine, fine_tune_id: str) -> list[str]:
+def texts_for_fine_tune(conn: Connection, fine_tune_id: str) -> list[str]:
     """The fine-tune's rule texts in the order they apply."""
     c = pruning_rules.c
     query = select(c.text_to_match).where(c.fine_tune_id == fine_tune_id).order_by(c.created_at, c.id)
-    with engine.connect() as conn:
-        return [str(t) for t in conn.execute(query).scalars()]
+    return [str(t) for t in conn.execute(query).scalars()]
 
 
-def delete_for_fine_tune(engine: Engine, fine_tune_id: str) -> int:
-    with engine.begin() as conn:
-        return int(
-            conn.execute(delete(pruning_rules).where(pruning_rules.c.fine_tune_id == fine_tune_id)).rowcount
-        )
+def delete_for_fine_tune(conn: Connection, fine_tune_id: str) -> int:
+    return int(
+        conn.execute(delete(pruning_rules).where(pruning_rules.c.fine_tune_id == fine_tune_id)).rowcount
+    )

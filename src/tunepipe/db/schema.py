@@ -180,12 +180,14 @@ dataset_entries = Table(
     Column("original_output", Text, nullable=True),  # the output before the first edit/relabel
     Column("provenance", String(24), nullable=False),
     Column("logged_call_id", String(36), nullable=True),
+    Column("job_id", String(36), nullable=True),  # the import job that created it
     Column("input_hash", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index(None, "dataset_id", "created_at"),
     Index(None, "dataset_id", "split"),
     Index(None, "dataset_id", "input_hash"),
+    Index(None, "job_id"),
 )
 
 # Pruning rules (spec B.11): applied oldest first, so `created_at` is kept strictly increasing
@@ -203,34 +205,12 @@ pruning_rules = Table(
     Index(None, "dataset_id", "created_at"),
 )
 
-# Background work on a dataset (import from request logs, relabeling), run in the server process.
-# Progress is written after every batch; a job a dead process left QUEUED or RUNNING is marked
-# ERROR at the next start-up.
-dataset_jobs = Table(
-    "dataset_jobs",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("project_id", String(36), nullable=False),
-    Column("dataset_id", String(36), ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", String(16), nullable=False),  # import_logs | relabel
-    Column("status", String(8), nullable=False),  # QUEUED | RUNNING | DONE | ERROR
-    Column("done", Integer, nullable=False),
-    Column("total", Integer, nullable=True),
-    Column("created", Integer, nullable=False),  # entries created (import) or relabeled
-    Column("skipped", Integer, nullable=False),  # duplicates, invalid conversions, failed calls
-    Column("error_message", Text, nullable=True),
-    Column("params", Text, nullable=False),  # the request, as JSON
-    Column("created_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
-    Index(None, "dataset_id", "created_at"),
-    Index(None, "status"),
-)
-
 # Fine-tuned models (spec A.4, C "FineTune"). `slug` is the public model id (`openpipe:<slug>`),
 # unique across projects. `root_model` is the registered base model the adapter sits on (for a
 # model trained on top of an earlier fine-tune, that one's root); `parent_id` names the earlier
 # fine-tune. JSON columns hold orjson text: the training config as sent, the hyperparameters
-# resolved from it (what the trainer was given), progress while training, final metrics.
+# resolved from it (what the trainer was given), final metrics. Its status follows its train job
+# (progress while training is the job's).
 fine_tunes = Table(
     "fine_tunes",
     metadata,
@@ -249,7 +229,6 @@ fine_tunes = Table(
     Column("training_config", Text, nullable=False),
     Column("hyperparameters", Text, nullable=False),
     Column("pruning_rule_ids", Text, nullable=False),
-    Column("progress", Text, nullable=True),
     Column("metrics", Text, nullable=True),
     Column("train_rows", Integer, nullable=False, default=0),
     Column("test_rows", Integer, nullable=False, default=0),
@@ -301,17 +280,18 @@ fine_tune_artifacts = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
-# Persisted work for `tunepipe worker` processes (and the worker inside `tunepipe serve`).
-# A worker claims a QUEUED job with a conditional UPDATE (only one claimer's UPDATE matches),
-# then beats `heartbeat_at` while it runs; a RUNNING job whose heartbeat stopped belongs to a
-# dead worker and is requeued (or failed once `attempts` reaches `max_attempts`) by any worker.
+# Every background job (train, import_logs, relabel), for the worker inside `tunepipe serve` and
+# `tunepipe worker` processes. A worker claims a QUEUED job with a conditional UPDATE (only one
+# claimer's UPDATE matches), then beats `heartbeat_at` while it runs; a RUNNING job whose heartbeat
+# stopped belongs to a dead worker and is requeued (or failed once `attempts` reaches
+# `max_attempts`) by any worker. Statuses move only as `domain/jobs.py` says.
 jobs = Table(
     "jobs",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("kind", String(16), nullable=False),  # train
+    Column("kind", String(16), nullable=False),  # train | import_logs | relabel
     Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
-    Column("subject_id", String(36), nullable=False),  # the fine-tune of a `train` job
+    Column("subject_id", String(36), nullable=False),  # the fine-tune, or the dataset
     Column("status", String(12), nullable=False),  # QUEUED | RUNNING | DONE | ERROR | CANCELLED
     Column("attempts", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False, default=2),
@@ -319,10 +299,26 @@ jobs = Table(
     Column("heartbeat_at", BigInteger, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("error_message", Text, nullable=True),
+    Column("params", Text, nullable=True),  # JSON: what was asked
+    Column("progress", Text, nullable=True),  # JSON: stage, step, counters
+    Column("result", Text, nullable=True),  # JSON: what it produced
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("started_at", BigInteger, nullable=True),
     Column("finished_at", BigInteger, nullable=True),
     Index(None, "status", "created_at"),
     Index(None, "subject_id"),
+    Index(None, "project_id", "created_at"),
+)
+
+# Changes to settings that servers cache (provider keys, external providers, base models,
+# fine-tunes), so every process drops its cached copy within a poll interval rather than a TTL.
+config_changes = Table(
+    "config_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(32), nullable=False),
+    Column("key", String(300), nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "at"),
 )

@@ -8,8 +8,10 @@ Lifecycle (spec B.3)::
        └──────────┴───────────┴──► ERROR  (errorMessage says why; a cancelled run is an ERROR
                                             "cancelled")
 
-PENDING: accepted, its training rows being copied; QUEUED: waiting for a worker; TRAINING: a
-worker's training process runs (progress is recorded); DEPLOYED: served at ``openpipe:<slug>``.
+PENDING: accepted, its training rows being copied (inside the transaction that creates it, so
+nobody sees it); QUEUED: waiting for a worker; TRAINING: a worker's training process runs;
+DEPLOYED: served at ``openpipe:<slug>``. After PENDING the status is never written on its own: it
+follows the model's ``train`` job (:func:`follow_job`), in the transaction that changes the job.
 
 Defaults follow OpenPipe's 2024 trainer (spec F): LoRA r 8, alpha 16, dropout 0.05, learning rate
 2e-4 times ``learning_rate_multiplier``, cosine schedule with about 10 warm-up steps, an
@@ -23,8 +25,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from tunepipe.domain.jobs import CANCELLED_MESSAGE, Job, JobStatus
 
 
 class FineTuneStatus(StrEnum):
@@ -36,6 +42,108 @@ class FineTuneStatus(StrEnum):
 
 
 UNFINISHED = frozenset({FineTuneStatus.PENDING, FineTuneStatus.QUEUED, FineTuneStatus.TRAINING})
+
+_FOLLOWS = {
+    JobStatus.QUEUED: FineTuneStatus.QUEUED,
+    JobStatus.RUNNING: FineTuneStatus.TRAINING,
+    JobStatus.DONE: FineTuneStatus.DEPLOYED,
+    JobStatus.ERROR: FineTuneStatus.ERROR,
+    JobStatus.CANCELLED: FineTuneStatus.ERROR,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FineTune:
+    id: str
+    project_id: str
+    slug: str
+    dataset_id: str | None
+    provider: str
+    base_model: str
+    root_model: str
+    parent_id: str | None
+    status: str
+    error_message: str | None
+    description: str | None
+    default_temperature: float | None
+    training_config: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    pruning_rule_ids: list[str]
+    metrics: dict[str, Any] | None
+    train_rows: int
+    test_rows: int
+    created_at: int
+    updated_at: int
+    training_started_at: int | None
+    training_finished_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutput:
+    entry_id: str
+    output: dict[str, Any] | None
+    finish_reason: str | None
+    error_message: str | None
+    exact_match: bool | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRows:
+    """What a new fine-tune would train on: entries of its dataset by split."""
+
+    train: int
+    test: int
+    train_preference: int  # TRAIN entries with a rejected_message (preference pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class Following:
+    """What a fine-tune shows of its train job: its status and message, when training started
+    and ended (kept from the first start), and, once deployed, the run's metrics."""
+
+    status: FineTuneStatus
+    error_message: str | None
+    started_at: int | None
+    finished_at: int | None
+    metrics: dict[str, Any] | None
+
+
+def follow_job(job: Job) -> Following:
+    """The fine-tune's side of its ``train`` job as the job now is."""
+    status = _FOLLOWS[job.status]
+    message = None
+    if job.status is JobStatus.ERROR:
+        message = job.error_message
+    elif job.status is JobStatus.CANCELLED:
+        message = CANCELLED_MESSAGE
+    done = job.status is JobStatus.DONE
+    return Following(
+        status=status,
+        error_message=message,
+        started_at=job.started_at if job.status is JobStatus.RUNNING else None,
+        finished_at=job.finished_at if done else None,
+        metrics=job.result if done else None,
+    )
+
+
+def test_set_summary(outputs: Sequence[TestOutput]) -> dict[str, Any]:
+    """The metrics a fine-tune records of its test set: rows, share of exact matches (None
+    without rows; a row whose generation failed is a miss), errors."""
+    n = len(outputs)
+    matches = sum(1 for o in outputs if o.exact_match)
+    return {
+        "test_rows": n,
+        "test_exact_match": matches / n if n else None,
+        "test_errors": sum(1 for o in outputs if o.error_message is not None),
+    }
+
+
+def progress_view(job: Job | None) -> dict[str, Any]:
+    """A fine-tune's training progress: its job's (stage, step, total steps, loss, ETA, …)."""
+    return dict(job.progress) if job is not None else {}
+
 
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 SLUG_RULE = "Slugs are 1-200 letters, digits, `.`, `_` or `-`, starting with a letter or digit"

@@ -30,10 +30,14 @@ def _stringify(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def normalise_tag_name(name: str) -> str:
+    return _NAME_JUNK.sub("_", str(name))
+
+
 def normalise_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in tags.items():
-        clean = _NAME_JUNK.sub("_", str(name))
+        clean = normalise_tag_name(name)
         text = _stringify(value)
         if clean and text is not None:
             out[clean] = text

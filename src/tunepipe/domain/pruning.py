@@ -38,6 +38,35 @@ def estimate_tokens(text: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class PruningRule:
+    """A rule of a dataset, or a fine-tune's own copy of one (``fine_tune_id`` set)."""
+
+    id: str
+    project_id: str
+    dataset_id: str | None
+    fine_tune_id: str | None
+    text_to_match: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSavings:
+    rule: PruningRule
+    matches: int  # occurrences removed across the dataset's entries
+
+
+@dataclass(frozen=True, slots=True)
+class PruningReport:
+    """What a dataset's rules do to its entries' inputs."""
+
+    dataset_id: str
+    entries: int
+    entries_changed: int
+    messages_dropped: int
+    rules: list[RuleSavings]
+
+
+@dataclass(frozen=True, slots=True)
 class RuleEffect:
     """What one rule did to the messages it was applied to."""
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -134,3 +136,16 @@ def install_default(home: Path) -> Path:
         log.info("converting the GGUF checkpoint (once)")
         convert_gguf(Path(tmp) / _DEFAULT_GGUF, out)
     return out
+
+
+def context_window(model_dir: str | Path) -> int:
+    """``max_position_embeddings`` from a model directory's ``config.json`` (0 when unknown)."""
+    try:
+        config = orjson.loads((Path(model_dir) / "config.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return 0
+    for section in (config, config.get("text_config") or {}):
+        value = section.get("max_position_embeddings") if isinstance(section, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return 0

@@ -9,17 +9,11 @@ call and what to record about it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tunepipe.domain.completions import Completion
 
-@dataclass(slots=True)
-class Completion:
-    """A finished completion: ``data`` is the OpenAI shape; ``raw`` the upstream bytes when
-    they already are exactly that shape (so the gateway can return them without re-encoding)."""
-
-    data: dict[str, Any]
-    raw: bytes | None = None
+__all__ = ["ChatProvider", "Completion"]
 
 
 class ChatProvider(Protocol):

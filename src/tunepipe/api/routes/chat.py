@@ -10,12 +10,14 @@ generated OpenAPI schema, which documents tunepipe's own endpoints, not OpenAI's
 
 from __future__ import annotations
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
 from tunepipe.api.json import raw_json_response
+from tunepipe.api.sse import sse
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -26,8 +28,10 @@ async def create_chat_completion(request: Request) -> Response:
     prepared = await state.chat.prepare(caller, await request.body(), request.headers)
     if prepared.request.stream:
         events = await state.chat.stream(caller, prepared)
-        return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
-    return raw_json_response(await state.chat.complete(caller, prepared))
+        return StreamingResponse(sse(events), media_type="text/event-stream", headers=_SSE_HEADERS)
+    completion = await state.chat.complete(caller, prepared)
+    # An OpenAI-compatible upstream's own bytes go back as they came (no re-encoding).
+    return raw_json_response(completion.raw if completion.raw is not None else orjson.dumps(completion.data))
 
 
 def add_routes(app: Starlette, prefix: str) -> None:

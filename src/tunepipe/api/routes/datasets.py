@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
-from tunepipe.db.datasets import EntryFilter
+from tunepipe.domain.datasets import EntryFilter
 from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.datasets import (
     CreateDatasetRequest,
@@ -22,20 +22,20 @@ from tunepipe.protocol.datasets import (
     UnstableDeleteDatasetRequest,
     UpdateDatasetRequest,
     UpdateEntryRequest,
-)
-from tunepipe.services.datasets import (
     check_metadata_types,
     dataset_view,
+    entries_created_view,
     entry_view,
     unstable_dataset_view,
 )
+from tunepipe.protocol.types import Id, Text
 
 router = APIRouter(tags=["datasets"])
 
 
 @router.get("/datasets")
 async def list_datasets(state: State, caller: Caller) -> Response:
-    datasets = await state.datasets.list_all(caller)
+    datasets = await state.datasets.all(caller)
     return json_response({"object": "list", "data": [dataset_view(d) for d in datasets]})
 
 
@@ -45,53 +45,41 @@ async def create_dataset(body: CreateDatasetRequest, state: State, caller: Write
 
 
 @router.get("/datasets/{dataset_id}")
-async def get_dataset(dataset_id: str, state: State, caller: Caller) -> Response:
+async def get_dataset(dataset_id: Id, state: State, caller: Caller) -> Response:
     return json_response(dataset_view(await state.datasets.get(caller, dataset_id)))
 
 
 @router.patch("/datasets/{dataset_id}")
 async def update_dataset(
-    dataset_id: str, body: UpdateDatasetRequest, state: State, caller: Writer
+    dataset_id: Id, body: UpdateDatasetRequest, state: State, caller: Writer
 ) -> Response:
     ds = await state.datasets.update(caller, dataset_id, name=body.name, train_ratio=body.train_ratio)
     return json_response(dataset_view(ds))
 
 
 @router.delete("/datasets/{dataset_id}")
-async def delete_dataset(dataset_id: str, state: State, caller: Writer) -> Response:
-    deleted = await state.datasets.delete(caller, dataset_id)
-    return json_response({"id": dataset_id, "object": "dataset", "deleted": deleted})
+async def delete_dataset(dataset_id: Id, state: State, caller: Writer) -> Response:
+    await state.datasets.delete(caller, dataset_id)
+    return json_response({"id": dataset_id, "object": "dataset", "deleted": True})
 
 
 @router.post("/datasets/{dataset_id}/entries")
 async def create_entries(
-    dataset_id: str, body: CreateEntriesRequest, state: State, caller: Writer
+    dataset_id: Id, body: CreateEntriesRequest, state: State, caller: Writer
 ) -> Response:
     check_metadata_types(body.entries)
     created, errors = await state.datasets.add_entries(caller, dataset_id, body.entries)
-    return json_response(
-        {
-            "object": "dataset.entries.creation",
-            "entries_created": created,
-            "errors": {
-                "object": "list",
-                "data": [
-                    {"object": "dataset.entries.creation.error", "entry_index": i, "message": m}
-                    for i, m in errors
-                ],
-            },
-        }
-    )
+    return json_response(entries_created_view(created, errors))
 
 
 @router.get("/datasets/{dataset_id}/entries")
 async def list_entries(
-    dataset_id: str,
+    dataset_id: Id,
     state: State,
     caller: Caller,
     split: str | None = None,
     provenance: str | None = None,
-    contains: str | None = None,
+    contains: Text | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
@@ -109,7 +97,7 @@ async def list_entries(
 
 @router.get("/datasets/{dataset_id}/export")
 async def export_dataset(
-    dataset_id: str, state: State, caller: Caller, include_split: bool = True
+    dataset_id: Id, state: State, caller: Caller, include_split: bool = True
 ) -> Response:
     """Stream the dataset as JSONL (spec D), re-importable as is."""
     ds = await state.datasets.get(caller, dataset_id)
@@ -123,7 +111,7 @@ async def export_dataset(
 
 @router.post("/datasets/{dataset_id}/upload")
 async def upload_dataset(
-    dataset_id: str, state: State, caller: Writer, file: Annotated[UploadFile, File()]
+    dataset_id: Id, state: State, caller: Writer, file: Annotated[UploadFile, File()]
 ) -> Response:
     """A JSONL file (multipart field ``file``), all or nothing: 400 with line numbers on any error."""
     result = await state.datasets.upload(caller, dataset_id, file.file)
@@ -145,19 +133,19 @@ async def upload_dataset(
 
 
 @router.get("/datasets/{dataset_id}/entries/{entry_id}")
-async def get_entry(dataset_id: str, entry_id: str, state: State, caller: Caller) -> Response:
+async def get_entry(dataset_id: Id, entry_id: Id, state: State, caller: Caller) -> Response:
     return json_response(entry_view(await state.datasets.get_entry(caller, dataset_id, entry_id)))
 
 
 @router.patch("/datasets/{dataset_id}/entries/{entry_id}")
 async def update_entry(
-    dataset_id: str, entry_id: str, body: UpdateEntryRequest, state: State, caller: Writer
+    dataset_id: Id, entry_id: Id, body: UpdateEntryRequest, state: State, caller: Writer
 ) -> Response:
     return json_response(entry_view(await state.datasets.update_entry(caller, dataset_id, entry_id, body)))
 
 
 @router.delete("/datasets/{dataset_id}/entries/{entry_id}")
-async def delete_entry(dataset_id: str, entry_id: str, state: State, caller: Writer) -> Response:
+async def delete_entry(dataset_id: Id, entry_id: Id, state: State, caller: Writer) -> Response:
     await state.datasets.delete_entry(caller, dataset_id, entry_id)
     return json_response({"id": entry_id, "object": "dataset.entry", "deleted": True})
 
@@ -179,7 +167,7 @@ async def unstable_delete(body: UnstableDeleteDatasetRequest, state: State, call
 
 @router.get("/unstable/dataset/list")
 async def unstable_list(state: State, caller: Caller) -> Response:
-    return json_response([unstable_dataset_view(d) for d in await state.datasets.list_all(caller)])
+    return json_response([unstable_dataset_view(d) for d in await state.datasets.all(caller)])
 
 
 @router.post("/unstable/dataset-entry/create")

@@ -11,57 +11,65 @@ from starlette.responses import FileResponse, Response
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.domain.fine_tunes import FineTune
 from tunepipe.protocol.models import (
     CreateModelRequest,
     UnstableFinetuneCreateRequest,
     UnstableFinetuneDeleteRequest,
+    catalog_view,
+    model_view,
+    test_outputs_view,
+    unstable_request,
+    unstable_view,
 )
-from tunepipe.services.fine_tune_create import unstable_request
-from tunepipe.services.fine_tune_views import test_outputs_view, unstable_view
-from tunepipe.services.routing import list_models as routable_models
+from tunepipe.protocol.types import Id
+from tunepipe.services.container import Container
 
 router = APIRouter(tags=["models"])
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 
 
+async def _view(state: Container, owner: str, ft: FineTune) -> Response:
+    d = await state.fine_tunes.detail(ft)
+    return json_response(model_view(ft, progress=d.progress, owner=owner, context=d.context))
+
+
 @router.get("/models")
 async def list_models(state: State, caller: Caller) -> Response:
-    return json_response({"object": "list", "data": await routable_models(state.router, caller)})
+    items = await state.catalog.models(caller)
+    return json_response({"object": "list", "data": [catalog_view(m) for m in items]})
 
 
 @router.post("/models")
 async def create_model(body: CreateModelRequest, state: State, caller: Writer) -> Response:
-    ft = await state.fine_tunes.create(caller, body)
-    return json_response(await state.fine_tunes.view(caller, ft))
+    return await _view(state, caller.project.name, await state.fine_tunes.create(caller, body))
 
 
 @router.get("/models/{slug}")
-async def get_model(slug: str, state: State, caller: Caller) -> Response:
-    ft = await state.fine_tunes.get(caller, slug)
-    return json_response(await state.fine_tunes.view(caller, ft))
+async def get_model(slug: Id, state: State, caller: Caller) -> Response:
+    return await _view(state, caller.project.name, await state.fine_tunes.get(caller, slug))
 
 
 @router.delete("/models/{slug}")
-async def delete_model(slug: str, state: State, caller: Writer) -> Response:
+async def delete_model(slug: Id, state: State, caller: Writer) -> Response:
     ft = await state.fine_tunes.delete(caller, slug)
     return json_response({"id": ft.slug, "object": "model", "deleted": True})
 
 
 @router.post("/models/{slug}/cancel")
-async def cancel_model(slug: str, state: State, caller: Writer) -> Response:
-    ft = await state.fine_tunes.cancel(caller, slug)
-    return json_response(await state.fine_tunes.view(caller, ft))
+async def cancel_model(slug: Id, state: State, caller: Writer) -> Response:
+    return await _view(state, caller.project.name, await state.fine_tunes.cancel(caller, slug))
 
 
 @router.get("/models/{slug}/test-outputs")
-async def model_test_outputs(slug: str, state: State, caller: Caller) -> Response:
+async def model_test_outputs(slug: Id, state: State, caller: Caller) -> Response:
     ft, outputs = await state.fine_tunes.test_outputs(caller, slug)
     return json_response(test_outputs_view(ft, outputs))
 
 
 @router.get("/models/{slug}/adapter")
-async def download_adapter(slug: str, state: State, caller: Caller) -> Response:
+async def download_adapter(slug: Id, state: State, caller: Caller) -> Response:
     ft, data = await state.fine_tunes.adapter_archive(caller, slug)
     return Response(
         data,
@@ -72,7 +80,7 @@ async def download_adapter(slug: str, state: State, caller: Caller) -> Response:
 
 @router.get("/models/{slug}/weights")
 async def download_weights(
-    slug: str, state: State, caller: Caller, dtype: Annotated[Dtype, Query()] = "bf16"
+    slug: Id, state: State, caller: Caller, dtype: Annotated[Dtype, Query()] = "bf16"
 ) -> Response:
     archive = await state.fine_tunes.merged_archive(caller, slug, dtype)
     return FileResponse(
@@ -93,7 +101,7 @@ async def unstable_finetune_create(
 
 @router.get("/unstable/finetune/get")
 async def unstable_finetune_get(
-    state: State, caller: Caller, id: str | None = None, slug: str | None = None
+    state: State, caller: Caller, id: Id | None = None, slug: Id | None = None
 ) -> Response:
     return json_response(unstable_view(await state.fine_tunes.find(caller, id=id, slug=slug)))
 

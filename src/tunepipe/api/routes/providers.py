@@ -4,52 +4,37 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tunepipe.api.deps import State, Writer
 from tunepipe.api.json import json_response
-from tunepipe.services.providers import model_view, provider_view
+from tunepipe.protocol.providers import (
+    ExternalModelBody,
+    ExternalProviderBody,
+    ProviderKeyBody,
+    external_model_view,
+    provider_key_view,
+    provider_view,
+)
+from tunepipe.protocol.types import Id
 
 router = APIRouter(tags=["providers"])
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
-
-
-class ProviderKeyBody(_Body):
-    api_key: str | None = Field(None, alias="apiKey")
-    base_url: str | None = Field(None, alias="baseUrl")
-
-
-class ExternalProviderBody(_Body):
-    slug: str
-    kind: str = "openai"
-    base_url: str = Field(alias="baseUrl")
-    api_key: str | None = Field(None, alias="apiKey")
-    api_version: str | None = Field(None, alias="apiVersion")
-
-
-class ExternalModelBody(_Body):
-    slug: str
-    input_cost_per_million: float | None = Field(None, alias="inputCostPerMillion", ge=0)
-    output_cost_per_million: float | None = Field(None, alias="outputCostPerMillion", ge=0)
-
-
 @router.get("/provider-keys")
 async def list_provider_keys(state: State, caller: Writer) -> Response:
-    return json_response({"object": "list", "data": await state.providers.list_keys(caller.project.id)})
+    keys = await state.providers.list_keys(caller.project.id)
+    return json_response({"object": "list", "data": [provider_key_view(k) for k in keys]})
 
 
 @router.put("/provider-keys/{provider}")
-async def set_provider_key(provider: str, body: ProviderKeyBody, state: State, caller: Writer) -> Response:
+async def set_provider_key(provider: Id, body: ProviderKeyBody, state: State, caller: Writer) -> Response:
     await state.providers.set_key(caller.project.id, provider, body.api_key, body.base_url)
     return json_response({"provider": provider, "status": "ok"})
 
 
 @router.delete("/provider-keys/{provider}")
-async def delete_provider_key(provider: str, state: State, caller: Writer) -> Response:
+async def delete_provider_key(provider: Id, state: State, caller: Writer) -> Response:
     await state.providers.delete_key(caller.project.id, provider)
     return json_response({"provider": provider, "deleted": True})
 
@@ -74,20 +59,20 @@ async def create_external_provider(body: ExternalProviderBody, state: State, cal
 
 
 @router.delete("/external-providers/{slug}")
-async def delete_external_provider(slug: str, state: State, caller: Writer) -> Response:
+async def delete_external_provider(slug: Id, state: State, caller: Writer) -> Response:
     await state.providers.remove_external(caller.project.id, slug)
     return json_response({"slug": slug, "deleted": True})
 
 
 @router.post("/external-providers/{slug}/models")
-async def add_external_model(slug: str, body: ExternalModelBody, state: State, caller: Writer) -> Response:
+async def add_external_model(slug: Id, body: ExternalModelBody, state: State, caller: Writer) -> Response:
     model = await state.providers.add_model(
         caller.project.id, slug, body.slug, body.input_cost_per_million, body.output_cost_per_million
     )
-    return json_response(model_view(slug, model), status_code=201)
+    return json_response(external_model_view(slug, model), status_code=201)
 
 
 @router.delete("/external-providers/{slug}/models/{model}")
-async def remove_external_model(slug: str, model: str, state: State, caller: Writer) -> Response:
+async def remove_external_model(slug: Id, model: Id, state: State, caller: Writer) -> Response:
     await state.providers.remove_model(caller.project.id, slug, model)
     return json_response({"slug": model, "deleted": True})

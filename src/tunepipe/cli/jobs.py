@@ -1,0 +1,74 @@
+"""``tunepipe jobs``: the project's background jobs (training, imports from logs, relabeling):
+list them, show one, cancel one."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.domain.jobs import Job
+from tunepipe.protocol.jobs import job_view
+from tunepipe.protocol.logs import iso
+from tunepipe.services.container import Container
+
+jobs_app = typer.Typer(help="Background jobs: training, imports from logs, relabeling.", no_args_is_help=True)
+JobArg = Annotated[str, typer.Argument(help="The job's id.")]
+
+
+@jobs_app.command("list")
+def jobs_list(
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="train, import_logs or relabel.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="QUEUED, RUNNING, DONE, ERROR, CANCELLED.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 50,
+    project: ProjectOpt = None,
+) -> None:
+    """List the project's jobs, newest first."""
+
+    async def run(c: Container) -> list[Job]:
+        principal = await c.projects.operator(project)
+        return await c.jobs.list_jobs(principal, kinds=kind or (), status=status, limit=limit)
+
+    table = Table("kind", "status", "attempt", "stage", "created", "message")
+    table.add_column("id", no_wrap=True, min_width=36)
+    for job in call(run):
+        stage = str(job.progress.get("stage") or "")
+        table.add_row(
+            job.kind,
+            job.status,
+            f"{job.attempts}/{job.max_attempts}",
+            stage,
+            iso(job.created_at),
+            job.error_message or "",
+            job.id,
+        )
+    console.print(table)
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: JobArg, project: ProjectOpt = None) -> None:
+    """Print a job as the API shows it (JSON)."""
+
+    async def run(c: Container) -> Job:
+        return await c.jobs.get(await c.projects.operator(project), job_id)
+
+    sys.stdout.write(orjson.dumps(job_view(call(run)), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: JobArg, project: ProjectOpt = None) -> None:
+    """Cancel a job: a queued one at once, a running one by its worker."""
+
+    async def run(c: Container) -> Job:
+        return await c.jobs.cancel(await c.projects.operator(project), job_id)
+
+    job = call(run)
+    console.print(
+        f"Job {job.id} ({job.kind}): {job.status}{' (cancel requested)' if job.cancel_requested else ''}"
+    )

@@ -1,0 +1,65 @@
+"""A logged call: what the log writer stores (:class:`LogRecord`), what reads return
+(:class:`LoggedCall`), and how reads select (:class:`LogFilter`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class LogRecord:
+    """One call to log. ``request``/``response`` are JSON bytes as received, or JSON values."""
+
+    id: str
+    project_id: str
+    requested_at: int
+    received_at: int | None
+    model: str | None
+    status_code: int | None
+    source: str
+    request: bytes | Any = None
+    response: bytes | Any = None
+    error_message: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+    finish_reason: str | None = None
+    completion_id: str | None = None
+    cache_hit: bool = False
+    streamed: bool = False
+    metadata: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    since_ms: int | None = None
+    until_ms: int | None = None
+    model: str | None = None
+    status_code: int | None = None
+    completion_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    contains: str | None = None
+    only_success: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCall:
+    id: str
+    requested_at: int
+    received_at: int | None
+    duration_ms: int | None
+    model: str | None
+    status_code: int | None
+    error_message: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    finish_reason: str | None
+    completion_id: str | None
+    cache_hit: bool
+    source: str
+    streamed: bool
+    metadata: dict[str, str | None]
+    request: Any = None
+    response: Any = None

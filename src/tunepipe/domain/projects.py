@@ -1,0 +1,56 @@
+"""Projects, their keys and their provider settings: the values every use case is scoped by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    id: str
+    project_id: str
+    name: str
+    key_prefix: str
+    read_only: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's project and what the key may do."""
+
+    project: Project
+    key_id: str
+    read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKey:
+    provider: str
+    api_key: str | None
+    base_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalModel:
+    slug: str
+    input_cost_per_m: float | None
+    output_cost_per_m: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalProvider:
+    id: str
+    slug: str
+    kind: str
+    base_url: str
+    api_key: str | None
+    api_version: str | None
+    models: tuple[ExternalModel, ...]

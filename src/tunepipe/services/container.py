@@ -1,0 +1,159 @@
+"""The composition root: every long-lived object of a process, built once, in dependency order.
+
+``tunepipe serve`` builds one in its lifespan and every CLI command builds one for its run, so
+the object graph is wired in this one place. Dependencies point one way: fine-tunes are served
+through :class:`~tunepipe.services.fine_tunes.serving.FineTuneServing`, which the router is
+given as its :class:`~tunepipe.services.gateway.routing.FineTuneResolver`, and the fine-tune
+service uses the serving half too; nothing is assigned after construction.
+
+Building does no I/O beyond opening the database (and migrating it when asked); the upstream
+HTTP session, the log writer's task and the settings change feed start in :meth:`Container.open`
+because they need the running event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from tunepipe.db.database import Database
+from tunepipe.db.engine import make_engine
+from tunepipe.db.log_writer import LogWriter
+from tunepipe.db.migrate import upgrade
+from tunepipe.db.secrets import SecretBox
+from tunepipe.providers.http import new_session
+from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.datasets.imports import LogImports
+from tunepipe.services.datasets.pruning import PruningService
+from tunepipe.services.datasets.relabel import Relabeling
+from tunepipe.services.datasets.service import DatasetService
+from tunepipe.services.fine_tunes.service import FineTuneService
+from tunepipe.services.fine_tunes.serving import FineTuneServing
+from tunepipe.services.fine_tunes.training import Trainer
+from tunepipe.services.gateway.chat import ChatService
+from tunepipe.services.gateway.routing import Router
+from tunepipe.services.jobs.queue import JobService
+from tunepipe.services.local.registry import BaseModelService
+from tunepipe.services.local.serving import LocalModels
+from tunepipe.services.logs.recording import RequestLogger
+from tunepipe.services.logs.service import LogService
+from tunepipe.services.models.catalog import ModelCatalog
+from tunepipe.services.projects.auth import Authenticator
+from tunepipe.services.projects.providers import ProviderService
+from tunepipe.services.projects.service import ProjectService
+from tunepipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def open_database(settings: Settings, *, migrate: bool) -> Database:
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    if migrate:
+        upgrade(engine)
+    return Database(engine)
+
+
+@dataclass(slots=True)
+class Container:
+    settings: Settings
+    db: Database
+    box: SecretBox
+    feed: ChangeFeed
+    session: aiohttp.ClientSession
+    writer: LogWriter
+    auth: Authenticator
+    projects: ProjectService
+    providers: ProviderService
+    base_models: BaseModelService
+    local: LocalModels
+    serving: FineTuneServing
+    router: Router
+    catalog: ModelCatalog
+    chat: ChatService
+    logs: LogService
+    datasets: DatasetService
+    pruning: PruningService
+    imports: LogImports
+    relabeling: Relabeling
+    fine_tunes: FineTuneService
+    jobs: JobService
+    trainer: Trainer
+
+    @classmethod
+    def build(cls, settings: Settings, db: Database, session: aiohttp.ClientSession) -> Container:
+        """Wire the graph (no I/O)."""
+        box = SecretBox.from_settings(settings.secret_key, settings.home_dir)
+        feed = ChangeFeed(db, poll_s=settings.change_poll_s, redis_url=settings.redis_url)
+        writer = LogWriter(
+            db.engine,
+            queue_size=settings.log_queue_size,
+            batch_size=settings.log_batch_size,
+            enqueue_timeout_s=settings.log_enqueue_timeout_s,
+            linger_s=settings.log_linger_s,
+        )
+        base_models = BaseModelService(db, settings.home_dir, feed)
+        local = LocalModels(settings, base_models, feed)
+        serving = FineTuneServing(settings, db, local, feed)
+        router = Router(settings, db, box, session, local, serving, feed)
+        fine_tunes = FineTuneService(settings, db, local=local, serving=serving, feed=feed)
+        attempts = settings.job_max_attempts
+        return cls(
+            settings=settings,
+            db=db,
+            box=box,
+            feed=feed,
+            session=session,
+            writer=writer,
+            auth=Authenticator(db, settings.auth_cache_ttl_s),
+            projects=ProjectService(db),
+            providers=ProviderService(db, box, feed),
+            base_models=base_models,
+            local=local,
+            serving=serving,
+            router=router,
+            catalog=ModelCatalog(router, fine_tunes),
+            chat=ChatService(router, RequestLogger(writer)),
+            logs=LogService(db, writer),
+            datasets=DatasetService(db),
+            pruning=PruningService(db),
+            imports=LogImports(
+                db, writer, max_entries=settings.dataset_import_max, max_attempts=attempts, feed=feed
+            ),
+            relabeling=Relabeling(db, router, max_attempts=attempts, feed=feed),
+            fine_tunes=fine_tunes,
+            jobs=JobService(db),
+            trainer=Trainer(settings, db, evaluate=serving.evaluate_test_set),
+        )
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, migrate: bool = False, follow_changes: bool = True
+    ) -> AsyncIterator[Container]:
+        """Build, start what runs in the background, and tear it all down on the way out.
+
+        ``follow_changes``: read the settings change feed (servers and workers do; a one-shot
+        CLI command only announces its own changes).
+        """
+        db = open_database(settings, migrate=migrate)
+        session = new_session(
+            connect_timeout_s=settings.upstream_connect_timeout_s, read_timeout_s=settings.upstream_timeout_s
+        )
+        c = cls.build(settings, db, session)
+        c.writer.start()
+        try:
+            await c.feed.start(poll=follow_changes)
+            yield c
+        finally:
+            await c.feed.close()
+            c.local.close()
+            await c.writer.close()
+            await session.close()
+            db.dispose()
+            if c.writer.stats.dropped:
+                log.error("request logs dropped during this run: %d", c.writer.stats.dropped)

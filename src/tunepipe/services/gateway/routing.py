@@ -1,0 +1,158 @@
+"""Where a ``model`` goes: the provider to call, with which credentials, at what price.
+
+Per-project provider settings override the environment defaults; both are read through a
+short-lived cache (dropped on every change notice, :mod:`tunepipe.services.changes`) so routing
+costs no database round trip on the hot path. ``local:<name>`` is served by the local engine and
+``openpipe:<slug>`` by whatever resolves fine-tunes (:class:`FineTuneResolver`, injected: the
+router knows nothing of training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from async_lru import alru_cache
+from sqlalchemy import Connection
+
+from tunepipe.db import provider_config
+from tunepipe.db.database import Database
+from tunepipe.db.secrets import SecretBox
+from tunepipe.domain.model_ref import ModelRef, RouteKind
+from tunepipe.domain.pricing import Price, price_for
+from tunepipe.domain.projects import ExternalProvider, Principal, ProviderKey
+from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
+from tunepipe.providers.anthropic import AnthropicProvider
+from tunepipe.providers.base import ChatProvider
+from tunepipe.providers.openai_compat import OpenAICompatProvider
+from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.local.serving import LocalModels
+from tunepipe.services.projects.providers import SCOPE as PROVIDERS_SCOPE
+from tunepipe.settings import Settings
+
+_OFFICIAL_HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com")
+_ENV_NAMES = {RouteKind.OPENAI: "OPENAI", RouteKind.ANTHROPIC: "ANTHROPIC", RouteKind.GEMINI: "GEMINI"}
+MAX_CACHED_PROJECTS = 10_000
+
+
+class FineTuneResolver(Protocol):
+    async def provider(self, principal: Principal, slug: str) -> ChatProvider:
+        """The provider serving the project's deployed fine-tune ``slug`` (raises NotFound)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectProviders:
+    keys: dict[str, ProviderKey]
+    external: dict[str, ExternalProvider]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    ref: ModelRef
+    provider: ChatProvider
+    price: Price | None
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        box: SecretBox,
+        session: aiohttp.ClientSession,
+        local: LocalModels,
+        fine_tunes: FineTuneResolver,
+        feed: ChangeFeed | None = None,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._box = box
+        self._session = session
+        self.local = local
+        self._fine_tunes = fine_tunes
+        self._providers = alru_cache(maxsize=MAX_CACHED_PROJECTS, ttl=settings.auth_cache_ttl_s)(self._load)
+        if feed is not None:
+            feed.subscribe(PROVIDERS_SCOPE, self._forget)
+
+    def _forget(self, project_id: str | None) -> None:
+        if project_id is None:
+            self._providers.cache_clear()
+        else:
+            self._providers.cache_invalidate(project_id)
+
+    async def project_providers(self, project_id: str) -> ProjectProviders:
+        return await self._providers(project_id)
+
+    async def _load(self, project_id: str) -> ProjectProviders:
+        def load(conn: Connection) -> ProjectProviders:
+            keys = provider_config.list_provider_keys(conn, self._box, project_id)
+            external = provider_config.list_external_providers(conn, self._box, project_id)
+            return ProjectProviders(keys=keys, external={p.slug: p for p in external})
+
+        return await self._db.run(load)
+
+    def credentials(self, kind: RouteKind, providers: ProjectProviders) -> tuple[str, str | None]:
+        s = self._settings
+        defaults = {
+            RouteKind.OPENAI: (s.openai_base_url, s.openai_api_key),
+            RouteKind.ANTHROPIC: (s.anthropic_base_url, s.anthropic_api_key),
+            RouteKind.GEMINI: (s.gemini_base_url, s.gemini_api_key),
+        }
+        base_url, api_key = defaults[kind]
+        override = providers.keys.get(kind.value)
+        if override is not None:
+            base_url = override.base_url or base_url
+            api_key = override.api_key or api_key
+        if api_key is None and any(host in base_url for host in _OFFICIAL_HOSTS):
+            env = _ENV_NAMES[kind]
+            raise InvalidRequest(
+                f"No {kind.value} API key is configured for this project: set {env}_API_KEY or run "
+                f"`tunepipe providers set-key {kind.value}`",
+                param="model",
+                code="missing_provider_key",
+            )
+        return base_url, api_key
+
+    async def resolve(self, principal: Principal, ref: ModelRef) -> Route:
+        if ref.kind is RouteKind.FINE_TUNE:
+            return Route(ref=ref, provider=await self._fine_tunes.provider(principal, ref.name), price=None)
+        if ref.kind is RouteKind.LOCAL:
+            return Route(ref=ref, provider=await self.local.provider(ref.name), price=None)
+        if ref.is_plain_openai and principal.read_only:
+            raise PermissionDenied("Read-only OpenPipe API keys cannot access the base OpenAI API")
+        providers = await self.project_providers(principal.project.id)
+        if ref.kind is RouteKind.EXTERNAL:
+            return self._external(ref, providers)
+        base_url, api_key = self.credentials(ref.kind, providers)
+        provider: ChatProvider
+        if ref.kind is RouteKind.ANTHROPIC:
+            provider = AnthropicProvider(self._session, base_url=base_url, api_key=api_key)
+        else:
+            name = "Gemini" if ref.kind is RouteKind.GEMINI else "OpenAI"
+            provider = OpenAICompatProvider(self._session, base_url=base_url, api_key=api_key, name=name)
+        return Route(ref=ref, provider=provider, price=price_for(ref.kind, ref.name))
+
+    def _external(self, ref: ModelRef, providers: ProjectProviders) -> Route:
+        assert ref.provider_slug is not None
+        ext = providers.external.get(ref.provider_slug)
+        if ext is None:
+            raise NotFound(
+                f"The model `openpipe:{ref.provider_slug}/{ref.name}` does not exist: no external provider "
+                f"{ref.provider_slug!r} in this project",
+                param="model",
+                code="model_not_found",
+            )
+        price = None
+        for m in ext.models:
+            if m.slug == ref.name and (m.input_cost_per_m is not None or m.output_cost_per_m is not None):
+                price = Price(m.input_cost_per_m or 0.0, m.output_cost_per_m or 0.0)
+        provider = OpenAICompatProvider(
+            self._session,
+            base_url=ext.base_url,
+            api_key=ext.api_key,
+            name=f"external provider {ext.slug!r}",
+            azure_api_version=(ext.api_version or "2024-10-21") if ext.kind == "azure" else None,
+        )
+        return Route(ref=ref, provider=provider, price=price)

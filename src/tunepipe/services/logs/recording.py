@@ -1,0 +1,161 @@
+"""Turn a finished call into a log record and hand it to the writer.
+
+Everything about a logged call that can be derived from its payloads (tokens, cost, finish
+reason, completion id, duration) is derived here, the same way for proxied, streamed and
+reported calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunepipe.db.log_writer import LogWriter
+from tunepipe.domain.clock import now_ms
+from tunepipe.domain.ids import uuid7
+from tunepipe.domain.logs import LogRecord
+from tunepipe.domain.pricing import Price
+from tunepipe.errors import TunepipeError
+
+
+@dataclass(slots=True)
+class CallLog:
+    """What the chat pipeline knows about a call before it finishes."""
+
+    project_id: str
+    requested_at: int
+    model: str | None
+    request: bytes | Any
+    enabled: bool
+    metadata: dict[str, str | None] = field(default_factory=dict)
+    price: Price | None = None
+
+
+def usage_of(completion: Any) -> tuple[int | None, int | None]:
+    usage = completion.get("usage") if isinstance(completion, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion_tokens if isinstance(completion_tokens, int) else None,
+    )
+
+
+def finish_reason_of(completion: Any) -> str | None:
+    if isinstance(completion, dict):
+        choices = completion.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            reason = choices[0].get("finish_reason")
+            return reason if isinstance(reason, str) else None
+    return None
+
+
+def completion_id_of(completion: Any) -> str | None:
+    if isinstance(completion, dict) and isinstance(completion.get("id"), str):
+        return str(completion["id"])
+    return None
+
+
+def build_record(
+    *,
+    project_id: str,
+    requested_at: int,
+    received_at: int | None,
+    model: str | None,
+    status_code: int | None,
+    source: str,
+    request: bytes | Any,
+    response: bytes | Any,
+    parsed_response: Any = None,
+    error_message: str | None = None,
+    metadata: dict[str, str | None] | None = None,
+    price: Price | None = None,
+    streamed: bool = False,
+    cache_hit: bool = False,
+) -> LogRecord:
+    parsed = (
+        parsed_response
+        if parsed_response is not None
+        else (None if isinstance(response, bytes) else response)
+    )
+    input_tokens, output_tokens = usage_of(parsed)
+    cost = None
+    if price is not None and input_tokens is not None and output_tokens is not None and not cache_hit:
+        cost = price.cost(input_tokens, output_tokens)
+    return LogRecord(
+        id=uuid7(),
+        project_id=project_id,
+        requested_at=requested_at,
+        received_at=received_at,
+        model=model,
+        status_code=status_code,
+        source=source,
+        request=request,
+        response=response,
+        error_message=error_message,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        finish_reason=finish_reason_of(parsed),
+        completion_id=completion_id_of(parsed),
+        cache_hit=cache_hit,
+        streamed=streamed,
+        metadata=dict(metadata or {}),
+    )
+
+
+class RequestLogger:
+    def __init__(self, writer: LogWriter) -> None:
+        self._writer = writer
+
+    async def success(
+        self,
+        call: CallLog,
+        completion: dict[str, Any],
+        *,
+        raw: bytes | None = None,
+        streamed: bool = False,
+        error_message: str | None = None,
+        status_code: int = 200,
+    ) -> None:
+        """Log a completion; a stream that broke off is logged with what arrived, the error and
+        its status (499 when the client went away)."""
+        if not call.enabled:
+            return
+        await self._writer.submit(
+            build_record(
+                project_id=call.project_id,
+                requested_at=call.requested_at,
+                received_at=now_ms(),
+                model=call.model,
+                status_code=status_code,
+                source="proxy",
+                request=call.request,
+                response=raw if raw is not None else completion,
+                parsed_response=completion,
+                error_message=error_message,
+                metadata=call.metadata,
+                price=call.price,
+                streamed=streamed,
+            )
+        )
+
+    async def failure(self, call: CallLog, error: TunepipeError, *, streamed: bool = False) -> None:
+        if not call.enabled:
+            return
+        await self._writer.submit(
+            build_record(
+                project_id=call.project_id,
+                requested_at=call.requested_at,
+                received_at=now_ms(),
+                model=call.model,
+                status_code=error.status_code,
+                source="proxy",
+                request=call.request,
+                response=error.envelope(),
+                error_message=error.message,
+                metadata=call.metadata,
+                streamed=streamed,
+            )
+        )

@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     dataset_import_max: int = Field(
         100_000, ge=1, description="Most entries one import from request logs creates."
     )
+    train_early_stopping: bool = Field(
+        True,
+        description="Stop a fine-tune early once the loss on rows held out from its TRAIN split stops "
+        "improving, when the request sets no epochs (the epoch rule stays the upper bound).",
+    )
     training_device: str | None = Field(
         None, description="Torch device for training (default: cuda if present, else cpu)."
     )

@@ -262,6 +262,12 @@ def test_anthropic_legacy_functions_become_tools(gateway: Gateway, fake_provider
         function_call={"name": "get_weather"},
     )
     assert r.choices[0].message.content is None
+    # Asked in the legacy form, answered in it: one function_call, no tool_calls.
+    assert r.choices[0].message.tool_calls is None
+    assert r.choices[0].message.function_call is not None
+    assert r.choices[0].message.function_call.name == "get_weather"
+    assert json.loads(r.choices[0].message.function_call.arguments) == {"echo": "and tomorrow"}
+    assert r.choices[0].finish_reason == "function_call"
     body = fake_provider.last()["body"]
     assert body["tools"] == [{"name": "get_weather", "input_schema": function["parameters"]}]
     assert body["tool_choice"] == {"type": "tool", "name": "get_weather"}
@@ -277,3 +283,24 @@ def test_anthropic_legacy_functions_become_tools(gateway: Gateway, fake_provider
             {"type": "text", "text": "and tomorrow"},
         ],
     }
+
+
+def test_anthropic_legacy_functions_stream_function_call_deltas(gateway: Gateway) -> None:
+    function = {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    stream = gateway.client().chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "weather in Oslo"}],
+        functions=[function],  # type: ignore[list-item]
+        function_call={"name": "get_weather"},
+        stream=True,
+    )
+    name, arguments, finish = None, "", None
+    for chunk in stream:
+        for choice in chunk.choices:
+            assert choice.delta.tool_calls is None
+            if choice.delta.function_call is not None:
+                name = choice.delta.function_call.name or name
+                arguments += choice.delta.function_call.arguments or ""
+            finish = choice.finish_reason or finish
+    assert name == "get_weather" and json.loads(arguments) == {"echo": "weather in Oslo"}
+    assert finish == "function_call"

@@ -142,6 +142,19 @@ def test_import_logs_samples_reproducibly_with_a_seed(gateway: Gateway) -> None:
     assert picked[0] == picked[1] and len(set(picked[0])) == 3
 
 
+def test_import_logs_stops_at_max_entries(gateway: Gateway) -> None:
+    run = tag()
+    for i in range(5):
+        chat(gateway, f"capped {run} {i}", run)
+    ds = new_dataset(gateway)
+    job = run_job(gateway, ds, "import-logs", {"filters": {"metadata": {"run": run}}, "max_entries": 2})
+    assert (job["status"], job["created"], job["capped"]) == ("DONE", 2, True)
+    assert len(entries(gateway, ds)) == 2
+    with gateway.http() as h:  # a sample larger than what an import may create is refused up front
+        r = h.post(f"/datasets/{ds}/import-logs", json={"sample_size": 1_000_000})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "sample_size"
+
+
 def test_import_logs_rejects_bad_filters(gateway: Gateway) -> None:
     ds = new_dataset(gateway)
     with gateway.http() as h:

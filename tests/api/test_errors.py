@@ -263,3 +263,16 @@ def test_errors_invalid_request_is_logged_as_sent(gateway: Gateway) -> None:
     latest = gateway.latest()
     assert latest["statusCode"] == 400
     assert latest["reqPayload"]["messages"][0]["content"] == m
+
+
+def test_errors_framework_404_and_405_use_the_same_types_as_the_services(gateway: Gateway) -> None:
+    with gateway.http() as h:
+        unknown = h.get("/no-such-route")
+        wrong_method = h.put("/datasets")
+        missing = h.get("/datasets/nope")
+    assert unknown.status_code == 404 and missing.status_code == 404
+    assert unknown.json()["error"]["type"] == missing.json()["error"]["type"] == "not_found_error"
+    assert unknown.json()["message"] == "Not Found: GET /api/v1/no-such-route"
+    assert wrong_method.status_code == 405 and wrong_method.json()["code"] == "METHOD_NOT_SUPPORTED"
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    assert "GET" in wrong_method.headers["allow"]  # the framework's Allow header is kept

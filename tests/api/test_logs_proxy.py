@@ -262,6 +262,17 @@ def test_proxy_log_validation_error_keeps_parsed_body(gateway: Gateway) -> None:
     assert log["model"] == "gpt-4o"
 
 
+def test_proxy_log_validation_error_keeps_its_labels(gateway: Gateway) -> None:
+    text = marker()
+    body = {"model": "gpt-4o", "messages": text, "metadata": {"prompt_id": "broken"}}
+    with gateway.http() as h:
+        r = h.post("/chat/completions", json=body, headers={"op-tags": '{"env": "prod"}'})
+    assert r.status_code == 400
+    log = only_log(gateway, text)
+    assert log["statusCode"] == 400
+    assert log["metadata"] == {"prompt_id": "broken", "env": "prod"}
+
+
 def test_proxy_log_unparsable_body_keeps_raw_text(gateway: Gateway) -> None:
     text = marker()
     raw = '{"model": "gpt-4o", "messages": [' + text

@@ -291,6 +291,16 @@ def test_update_log_tags_uses_tags_prefix_and_stringifies(gateway: Gateway) -> N
     assert only_log(gateway, text)["metadata"] == {"prompt_id": "t1", "score": "5", "ok": "true", **SDK_TAGS}
 
 
+def test_update_log_tags_deletes_a_tag_by_the_name_it_was_stored_under(gateway: Gateway) -> None:
+    # Tag names are cleaned to [A-Za-z0-9_$.] when set; a null deletes by the same cleaned name.
+    text, model = marker(), f"tags-{marker()}"
+    report(gateway, text, model=model, tags={"my-tag": "x", "keep": "y"})
+    assert only_log(gateway, text)["metadata"] == {"my_tag": "x", "keep": "y", **SDK_TAGS}
+    result = op(gateway).update_log_tags(filters=[{"field": "model", "equals": model}], tags={"my-tag": None})
+    assert result.matched_logs == 1
+    assert only_log(gateway, text)["metadata"] == {"keep": "y", **SDK_TAGS}
+
+
 def test_local_testing_only_latest_logged_call_via_sdk(gateway: Gateway) -> None:
     text = marker()
     op(gateway).report(

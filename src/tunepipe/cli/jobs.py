@@ -35,18 +35,22 @@ def jobs_list(
         principal = await c.projects.operator(project)
         return await c.jobs.list_jobs(principal, kinds=kind or (), status=status, limit=limit)
 
-    table = Table("kind", "status", "attempt", "stage", "created", "message")
+    # Id, kind and status are what a reader acts on: never cut them (`jobs get` shows the rest).
+    table = Table()
     table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("kind", no_wrap=True, min_width=11)
+    table.add_column("status", no_wrap=True, min_width=9)
+    for name in ("attempt", "stage", "created", "message"):
+        table.add_column(name, overflow="fold")
     for job in call(run):
-        stage = str(job.progress.get("stage") or "")
         table.add_row(
+            job.id,
             job.kind,
             job.status,
             f"{job.attempts}/{job.max_attempts}",
-            stage,
+            str(job.progress.get("stage") or ""),
             iso(job.created_at),
             job.error_message or "",
-            job.id,
         )
     console.print(table)
 

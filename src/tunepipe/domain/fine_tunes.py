@@ -15,7 +15,11 @@ follows the model's ``train`` job (:func:`follow_job`), in the transaction that 
 
 Defaults follow OpenPipe's 2024 trainer (spec F): LoRA r 8, alpha 16, dropout 0.05, learning rate
 2e-4 times ``learning_rate_multiplier``, cosine schedule with about 10 warm-up steps, an
-effective batch of 8, and ``epochs = clamp(round(10,000 / training rows), 1, 10)``. Preference
+effective batch of 8, and ``epochs = clamp(round(10,000 / training rows), 1, 10)`` — which here
+is only the upper bound: when the caller sets no ``num_epochs`` (and the dataset can spare a
+validation slice), training stops early once the loss on rows held out from TRAIN stops
+improving (:data:`EARLY_STOPPING`; ``tunepipe.training.early_stopping``). Epochs the caller sets
+are trained in full. Preference
 tuning (DPO, after SFT) defaults to one epoch at 5e-5 with beta 0.1; ``adapter_weight`` — which
 OpenPipe never documented — weighs the SFT term tunepipe adds to the DPO loss (it keeps DPO from
 collapsing at high learning rates).
@@ -157,6 +161,15 @@ DEFAULT_BATCH = 8
 WARMUP_STEPS = 10
 DEFAULT_SEED = 42
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}
+EARLY_STOPPING = {
+    "validation_share": 0.1,
+    "min_validation_rows": 4,
+    "max_validation_rows": 100,
+    "evals_per_epoch": 2,
+    "patience": 2,
+    "min_improvement": 0.05,
+}
+MIN_ROWS_FOR_EARLY_STOPPING = 40  # ten validation rows' worth of the minimum: below it, no slice
 
 
 def check_slug(slug: str) -> bool:
@@ -180,16 +193,20 @@ def resolve_hyperparameters(
     train_rows: int,
     preference_rows: int,
     seed: int = DEFAULT_SEED,
+    early_stopping: bool = True,
 ) -> dict[str, Any]:
     """The full set of hyperparameters a run trains with (recorded with the model).
 
     ``sft`` and ``preference`` hold the caller's values under OpenPipe's names
     (``batch_size``, ``learning_rate_multiplier``, ``num_epochs``; ``variant``,
-    ``training_beta``, ``adapter_weight``); missing ones get the defaults above.
+    ``training_beta``, ``adapter_weight``); missing ones get the defaults above. Early stopping
+    applies when ``early_stopping`` allows it, the caller chose no epochs, and there are enough
+    rows to hold some out.
     """
     batch = sft.get("batch_size")
     sft_batch = min(DEFAULT_BATCH, max(1, train_rows)) if batch in (None, "auto") else int(batch)
     sft_epochs = float(sft.get("num_epochs") or default_epochs(train_rows))
+    stop_early = early_stopping and not sft.get("num_epochs") and train_rows >= MIN_ROWS_FOR_EARLY_STOPPING
     sft_steps = _steps(train_rows, sft_batch, sft_epochs)
     pref_batch = min(DEFAULT_BATCH, max(1, preference_rows))
     pref_epochs = float(preference.get("num_epochs") or 1.0)
@@ -205,6 +222,7 @@ def resolve_hyperparameters(
             "batch_size": sft_batch,
             "warmup_ratio": min(0.1, WARMUP_STEPS / sft_steps),
             "lr_scheduler": "cosine",
+            "early_stopping": dict(EARLY_STOPPING) if stop_early else None,
         },
         "dpo": {
             "enabled": enable_preference,

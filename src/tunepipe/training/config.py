@@ -32,6 +32,25 @@ class LoraSettings(_Strict):
     target_modules: str | list[str] = "all-linear"
 
 
+class EarlyStopping(_Strict):
+    """Stop SFT once the loss on rows held out from training stops improving.
+
+    ``validation_share`` of the rows (at least ``min_validation_rows``, at most
+    ``max_validation_rows``) are set aside, chosen with the job's seed, and never trained on.
+    Their loss is measured ``evals_per_epoch`` times an epoch; an evaluation that does not beat
+    the best so far by ``min_improvement`` (a share of it) counts against ``patience``, and when
+    patience runs out training stops and the adapter goes back to its best evaluation's weights.
+    ``num_epochs`` stays the upper bound.
+    """
+
+    validation_share: float = Field(default=0.1, gt=0, lt=1)
+    min_validation_rows: PositiveInt = 4
+    max_validation_rows: PositiveInt = 100
+    evals_per_epoch: PositiveInt = 2
+    patience: PositiveInt = 2
+    min_improvement: float = Field(default=0.05, ge=0, lt=1)
+
+
 class SftSettings(_Strict):
     """Supervised fine-tuning on the final assistant message of every row."""
 
@@ -41,6 +60,7 @@ class SftSettings(_Strict):
     batch_size: PositiveInt = 8
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     lr_scheduler: str = "cosine"
+    early_stopping: EarlyStopping | None = None
 
 
 class DpoSettings(_Strict):

@@ -60,8 +60,11 @@ def run_job(job_dir: Path, events: EventLog) -> dict[str, Any]:
     if config.sft.enabled:
         from tunepipe.training.sft import run_sft
 
-        sft = run_sft(model, tokenizer, examples.sft, config, runtime, events, job_dir / "sft")
+        result = run_sft(model, tokenizer, examples.sft, config, runtime, events, job_dir / "sft")
+        sft = result.progress
         metrics.update(_stage_metrics("sft", sft))
+        if result.stop is not None:
+            metrics.update(result.stop.metrics(sft.loss_steps, result.validation_rows))
         metrics["train_tokens"] = examples.sft_tokens
         tokens, train_seconds = tokens + sft.tokens, train_seconds + sft.elapsed
     if config.dpo.enabled:

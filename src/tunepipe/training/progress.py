@@ -27,6 +27,7 @@ class ProgressCallback(TrainerCallback):
         self.stage = stage
         self.rows = rows
         self.losses: list[float] = []
+        self.loss_steps: list[tuple[int, float]] = []  # (optimizer step, training loss)
         self.margins: list[float] = []
         self.accuracies: list[float] = []
         self.tokens = 0
@@ -53,6 +54,18 @@ class ProgressCallback(TrainerCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if logs and "eval_loss" in logs:
+            self.events.emit(
+                {
+                    "event": "progress",
+                    "stage": self.stage,
+                    "step": state.global_step,
+                    "total_steps": state.max_steps,
+                    "eval_loss": float(logs["eval_loss"]),
+                    "epoch": float(logs.get("epoch", state.epoch or 0.0)),
+                }
+            )
+            return
         if not logs or "loss" not in logs:  # the end-of-training summary has train_loss instead
             return
         step, total = state.global_step, state.max_steps
@@ -62,6 +75,7 @@ class ProgressCallback(TrainerCallback):
             self.tokens = int(logs["num_tokens"])
         loss = float(logs["loss"])
         self.losses.append(loss)
+        self.loss_steps.append((step, loss))
         event: dict[str, Any] = {
             "event": "progress",
             "stage": self.stage,

@@ -12,10 +12,16 @@ and seven short rows is mostly padding. TRL's padding-free mode was measured and
 lays a batch end to end in one sequence, and without FlashAttention (CPUs, plain SDPA) that
 sequence pays attention over its full flattened length, quadratically, with a materialised
 block mask whose memory grows the same way.
+
+With early stopping on (the default when the caller set no epochs: see
+:mod:`tunepipe.training.early_stopping`), a seeded slice of the rows is held out and evaluated a
+few times an epoch, and the adapter ends at its best evaluation.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +29,10 @@ from transformers import Trainer
 from trl import SFTConfig, SFTTrainer
 
 from tunepipe.training.config import TrainingConfig
+from tunepipe.training.early_stopping import ValidationStop, split_validation
 from tunepipe.training.events import EventLog
 from tunepipe.training.progress import ProgressCallback
-from tunepipe.training.runtime import Runtime, shared_args, warmup
+from tunepipe.training.runtime import Runtime, batch_split, shared_args, warmup
 
 
 class _ModelLossSFTTrainer(SFTTrainer):
@@ -38,7 +45,7 @@ class _ModelLossSFTTrainer(SFTTrainer):
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         inputs = {**inputs, "use_cache": False}
-        if self.progress is not None:
+        if self.progress is not None and model.training:  # validation batches are not trained on
             self.progress.tokens += int(inputs["attention_mask"].sum())
         return Trainer.compute_loss(
             self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
@@ -61,6 +68,13 @@ def sft_dataset(examples: list[dict[str, list[int]]]) -> Any:
     )
 
 
+@dataclass(slots=True)
+class SftResult:
+    progress: ProgressCallback  # the stage's losses and timing
+    stop: ValidationStop | None  # early stopping's record, when it was on
+    validation_rows: int
+
+
 def run_sft(
     model: Any,
     tokenizer: Any,
@@ -69,9 +83,21 @@ def run_sft(
     runtime: Runtime,
     events: EventLog,
     output_dir: Path,
-) -> ProgressCallback:
-    """Train ``model``'s adapter in place; returns the callback holding the stage's losses."""
+) -> SftResult:
+    """Train ``model``'s adapter in place (with early stopping when the settings ask for it)."""
     settings = config.sft
+    early = settings.early_stopping
+    train, validation = split_validation(examples, early, config.seed) if early else (examples, [])
+    steps_per_epoch = max(1, math.ceil(len(train) / settings.batch_size))
+    micro, _ = batch_split(settings.batch_size, runtime.device)
+    evaluation: dict[str, Any] = {}
+    if early and validation:
+        evaluation = {
+            "eval_strategy": "steps",
+            "eval_steps": max(1, steps_per_epoch // early.evals_per_epoch),
+            "per_device_eval_batch_size": micro,
+            "prediction_loss_only": True,
+        }
     args = SFTConfig(
         **shared_args(
             config,
@@ -81,6 +107,7 @@ def run_sft(
             learning_rate=settings.learning_rate,
             num_epochs=settings.num_epochs,
         ),
+        **evaluation,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=warmup(settings.warmup_ratio),
         # Lengths were checked against max_seq_len when the rows were tokenized.
@@ -91,14 +118,22 @@ def run_sft(
         completion_only_loss=False,  # the labels already carry the mask
         dataset_num_proc=None,
     )
-    progress = ProgressCallback(events, "sft", len(examples))
+    progress = ProgressCallback(events, "sft", len(train))
+    stop = ValidationStop(early) if early and validation else None
     trainer = _ModelLossSFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(examples),
+        train_dataset=sft_dataset(train),
+        eval_dataset=sft_dataset(validation) if stop is not None else None,
         processing_class=tokenizer,
-        callbacks=[progress],
+        callbacks=[progress, *([stop] if stop is not None else [])],
     )
     trainer.progress = progress
     trainer.train()
-    return progress
+    if stop is not None:
+        if not stop.stopped_early and (
+            not stop.history or stop.history[-1].step != trainer.state.global_step
+        ):
+            trainer.evaluate()  # the weights after the last evaluation count too
+        stop.restore_best(model)
+    return SftResult(progress, stop, len(validation))

@@ -19,6 +19,11 @@ import orjson
 from httpx_sse import SSEError
 
 from tunepipe.errors import UpstreamUnavailable
+from tunepipe.providers.anthropic.response import (
+    as_function_call,
+    asked_for_functions,
+    chunk_as_function_call,
+)
 from tunepipe.providers.anthropic.translate import (
     StreamTranslator,
     to_anthropic_request,
@@ -58,7 +63,8 @@ class AnthropicProvider:
             raise UpstreamUnavailable(f"{self.name} returned a body that is not JSON") from exc
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise UpstreamUnavailable(f"{self.name} returned a body that is not a message")
-        return Completion(data=to_openai_completion(data, body["model"]))
+        completion = to_openai_completion(data, body["model"])
+        return Completion(data=as_function_call(completion) if asked_for_functions(body) else completion)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Start a streaming call; the usage-only chunk comes last only when the body's
@@ -79,7 +85,8 @@ class AnthropicProvider:
             first = await anext(chunks)
         except StopAsyncIteration:
             raise UpstreamUnavailable(f"{self.name} closed the stream before sending anything") from None
-        return _prepend(first, chunks)
+        stream = _prepend(first, chunks)
+        return _legacy_functions(stream) if asked_for_functions(body) else stream
 
     async def _chunks(
         self, resp: aiohttp.ClientResponse, translator: StreamTranslator
@@ -102,7 +109,7 @@ class AnthropicProvider:
 
 async def _prepend(
     first: dict[str, Any], rest: AsyncGenerator[dict[str, Any], None]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     try:
         yield first
         async for chunk in rest:
@@ -111,3 +118,11 @@ async def _prepend(
         # A consumer that stops early closes this generator; pass that on so the response is
         # released now rather than whenever the inner generator is collected.
         await rest.aclose()
+
+
+async def _legacy_functions(chunks: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in chunks:
+            yield chunk_as_function_call(chunk)
+    finally:
+        await chunks.aclose()

@@ -161,6 +161,7 @@ class FineTuneCreator:
                 preference=plan.preference,
                 train_rows=rows.train,
                 preference_rows=rows.train_preference,
+                early_stopping=self._settings.train_early_stopping,
             ),
             pruning_rule_ids=rule_ids,
             metrics=None,

@@ -61,7 +61,17 @@ Evaluate = Callable[[FineTune], Awaitable[dict[str, Any]]]
 STDERR_FILE = "stderr.log"
 KILL_GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
 LINE_LIMIT = 64 * 1024 * 1024  # one stdout event (the done event carries all metrics)
-PROGRESS_KEYS = ("stage", "step", "total_steps", "loss", "eta_s", "epoch", "learning_rate", "tokens_per_s")
+PROGRESS_KEYS = (
+    "stage",
+    "step",
+    "total_steps",
+    "loss",
+    "eval_loss",
+    "eta_s",
+    "epoch",
+    "learning_rate",
+    "tokens_per_s",
+)
 
 
 @dataclass(slots=True)

@@ -38,8 +38,7 @@ from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.datasets import ImportLogsRequest, LogImportFilters
 from tunepipe.protocol.logs import parse_time
 from tunepipe.services.changes import ChangeFeed
-from tunepipe.services.datasets.service import dataset_in, with_split
-from tunepipe.services.jobs import queue
+from tunepipe.services.datasets.service import queue_dataset_job, with_split
 from tunepipe.services.jobs.context import JobContext, JobFailed
 
 PAGE = 500
@@ -192,21 +191,15 @@ class LogImports:
         params = {**body.model_dump(mode="json"), "seed": seed}
         await self._writer.flush()  # calls answered before this request are importable
 
-        def start(conn: Connection) -> Job:
-            ds = dataset_in(conn, principal, dataset_id)
-            return queue.enqueue(
-                conn,
-                JobKind.IMPORT_LOGS,
-                ds.project_id,
-                ds.id,
-                params=params,
-                max_attempts=self._max_attempts,
-            )
-
-        job = await self._db.run(start)
-        if self._feed is not None:
-            self._feed.changed(queue.SCOPE, job.kind)
-        return job
+        return await queue_dataset_job(
+            self._db,
+            self._feed,
+            principal,
+            dataset_id,
+            JobKind.IMPORT_LOGS,
+            params,
+            max_attempts=self._max_attempts,
+        )
 
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         """The job: scan, sample, insert; the result is the counters."""

@@ -16,8 +16,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import Connection
-
 from tunepipe.db import datasets as repo
 from tunepipe.db import projects as project_repo
 from tunepipe.db.database import Database
@@ -29,9 +27,8 @@ from tunepipe.errors import InvalidRequest, TunepipeError
 from tunepipe.protocol.datasets import RelabelRequest
 from tunepipe.services.changes import ChangeFeed
 from tunepipe.services.datasets.imports import first_choice
-from tunepipe.services.datasets.service import dataset_in
+from tunepipe.services.datasets.service import queue_dataset_job
 from tunepipe.services.gateway.routing import Route, Router
-from tunepipe.services.jobs import queue
 from tunepipe.services.jobs.context import JobContext, JobFailed
 
 PAGE = 100
@@ -71,16 +68,15 @@ class Relabeling:
         parse_model(body.model)  # a malformed name is a 400; an unroutable one fails the job
         params = body.model_dump(mode="json", exclude_none=True)
 
-        def start(conn: Connection) -> Job:
-            ds = dataset_in(conn, principal, dataset_id)
-            return queue.enqueue(
-                conn, JobKind.RELABEL, ds.project_id, ds.id, params=params, max_attempts=self._max_attempts
-            )
-
-        job = await self._db.run(start)
-        if self._feed is not None:
-            self._feed.changed(queue.SCOPE, job.kind)
-        return job
+        return await queue_dataset_job(
+            self._db,
+            self._feed,
+            principal,
+            dataset_id,
+            JobKind.RELABEL,
+            params,
+            max_attempts=self._max_attempts,
+        )
 
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         job = ctx.job

@@ -36,10 +36,13 @@ from tunepipe.domain.dataset_entries import (
     parse_entry,
 )
 from tunepipe.domain.datasets import Dataset, EntryFilter, NewEntry, StoredEntry
+from tunepipe.domain.jobs import Job
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest, NotFound
 from tunepipe.protocol.datasets import UpdateEntryRequest
+from tunepipe.services.changes import ChangeFeed
 from tunepipe.services.datasets.upload import Progress, UploadResult, upload_jsonl
+from tunepipe.services.jobs import queue
 
 EXPORT_PAGE = 500
 
@@ -181,6 +184,29 @@ class DatasetService:
             if cursor is None:
                 return
             after = (page[-1].created_at, page[-1].id)
+
+
+async def queue_dataset_job(
+    db: Database,
+    feed: ChangeFeed | None,
+    principal: Principal,
+    dataset_id: str,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    max_attempts: int,
+) -> Job:
+    """Queue a job over the project's dataset (one transaction with the dataset's check) and
+    wake the workers."""
+
+    def start(conn: Connection) -> Job:
+        ds = dataset_in(conn, principal, dataset_id)
+        return queue.enqueue(conn, kind, ds.project_id, ds.id, params=params, max_attempts=max_attempts)
+
+    job = await db.run(start)
+    if feed is not None:
+        feed.changed(queue.SCOPE, job.kind)
+    return job
 
 
 def _entry_in(conn: Connection, principal: Principal, dataset_id: str, entry_id: str) -> StoredEntry:

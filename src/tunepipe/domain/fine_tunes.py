@@ -167,7 +167,9 @@ EARLY_STOPPING = {
     "max_validation_rows": 100,
     "evals_per_epoch": 2,
     "patience": 2,
-    "min_improvement": 0.05,
+    "min_improvement": 0.1,
+    "cooldown_share": 0.2,
+    "good_loss": 0.015,
 }
 MIN_ROWS_FOR_EARLY_STOPPING = 40  # ten validation rows' worth of the minimum: below it, no slice
 
@@ -221,7 +223,8 @@ def resolve_hyperparameters(
             "learning_rate_multiplier": float(sft.get("learning_rate_multiplier") or 1.0),
             "batch_size": sft_batch,
             "warmup_ratio": min(0.1, WARMUP_STEPS / sft_steps),
-            "lr_scheduler": "cosine",
+            # Early stopping cools down from a constant rate when it stops (training/early_stopping.py).
+            "lr_scheduler": "constant_with_warmup" if stop_early else "cosine",
             "early_stopping": dict(EARLY_STOPPING) if stop_early else None,
         },
         "dpo": {

@@ -39,7 +39,9 @@ class EarlyStopping(_Strict):
     ``max_validation_rows``) are set aside, chosen with the job's seed, and never trained on.
     Their loss is measured ``evals_per_epoch`` times an epoch; an evaluation that does not beat
     the best so far by ``min_improvement`` (a share of it) counts against ``patience``, and when
-    patience runs out training stops and the adapter goes back to its best evaluation's weights.
+    patience runs out (or the loss is down to ``good_loss``) the learning rate decays to zero over
+    ``cooldown_share`` of the steps trained so far, training stops, and the adapter keeps its best
+    evaluation's weights.
     ``num_epochs`` stays the upper bound.
     """
 
@@ -48,7 +50,9 @@ class EarlyStopping(_Strict):
     max_validation_rows: PositiveInt = 100
     evals_per_epoch: PositiveInt = 2
     patience: PositiveInt = 2
-    min_improvement: float = Field(default=0.05, ge=0, lt=1)
+    min_improvement: float = Field(default=0.1, ge=0, lt=1)
+    cooldown_share: float = Field(default=0.2, ge=0, le=1)
+    good_loss: float = Field(default=0.015, ge=0)
 
 
 class SftSettings(_Strict):

@@ -119,7 +119,7 @@ def run_sft(
         dataset_num_proc=None,
     )
     progress = ProgressCallback(events, "sft", len(train))
-    stop = ValidationStop(early) if early and validation else None
+    stop = ValidationStop(early, evaluation["eval_steps"]) if early and validation else None
     trainer = _ModelLossSFTTrainer(
         model=model,
         args=args,

@@ -166,10 +166,12 @@ class DatasetService:
         on_insert: Progress | None = None,
     ) -> UploadResult:
         """A JSONL file, all or nothing (:mod:`tunepipe.services.datasets.upload`)."""
-        ds = await self.get(principal, dataset_id)
-        return await asyncio.to_thread(
-            upload_jsonl, self._db, ds, file, on_check=on_check, on_insert=on_insert
-        )
+
+        def upload() -> UploadResult:  # one thread hop: the dataset's check, then both passes
+            ds = self._db.run_sync(dataset_in, principal, dataset_id)
+            return upload_jsonl(self._db, ds, file, on_check=on_check, on_insert=on_insert)
+
+        return await asyncio.to_thread(upload)
 
     def export_lines(self, principal: Principal, dataset_id: str, *, include_split: bool) -> Iterator[bytes]:
         """JSONL lines (spec D), one short read per page (blocking: run it in a thread)."""

@@ -169,7 +169,7 @@ EARLY_STOPPING = {
     "patience": 2,
     "min_improvement": 0.1,
     "cooldown_share": 0.2,
-    "good_loss": 0.015,
+    "good_loss": 0.02,
 }
 MIN_ROWS_FOR_EARLY_STOPPING = 40  # ten validation rows' worth of the minimum: below it, no slice
 

@@ -37,7 +37,7 @@ from sqlalchemy import Connection
 from tunepipe.db import jobs as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.clock import now_ms
-from tunepipe.domain.jobs import Job, JobEvent, after_crash
+from tunepipe.domain.jobs import Job, JobEvent, JobStatus, after_crash
 from tunepipe.services.jobs import queue
 from tunepipe.services.jobs.context import Handler, JobContext, JobCrashed, JobFailed, JobStopped
 from tunepipe.settings import Settings
@@ -232,7 +232,13 @@ class Worker:
             log.exception("job %s: writing its last progress failed", ctx.job.id)
 
         def settle(conn: Connection) -> Job | None:
-            current = repo.get(conn, ctx.job.id) or ctx.job
+            current = repo.get(conn, ctx.job.id)
+            if (
+                current is None
+                or current.status is not JobStatus.RUNNING
+                or current.worker_id != self.worker_id
+            ):
+                return None  # recovered by another worker, or gone: not this worker's to settle
             event = {
                 "succeeded": JobEvent.SUCCEEDED,
                 "failed": JobEvent.FAILED,

@@ -52,7 +52,7 @@ class EarlyStopping(_Strict):
     patience: PositiveInt = 2
     min_improvement: float = Field(default=0.1, ge=0, lt=1)
     cooldown_share: float = Field(default=0.2, ge=0, le=1)
-    good_loss: float = Field(default=0.015, ge=0)
+    good_loss: float = Field(default=0.02, ge=0)
 
 
 class SftSettings(_Strict):

@@ -116,12 +116,27 @@ class Settings(BaseSettings):
     )
     worker_kinds: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Job kinds a worker runs, comma-separated (`train`, `import_logs`, `relabel`); "
+        description="Job kinds a worker runs, comma-separated (`train`, `import_logs`, `relabel`, "
+        "`evaluate`, `align`); "
         "empty: all of them.",
     )
     worker_dataset_jobs: int = Field(
         2, ge=1, description="Dataset jobs (imports, relabels) one worker runs at a time."
     )
+    worker_eval_jobs: int = Field(
+        2, ge=1, description="Evaluation and criterion-alignment jobs one worker runs at a time."
+    )
+    eval_concurrency: int = Field(
+        8, ge=1, description="Model calls (generation and judging) one evaluation keeps in flight."
+    )
+    judge_concurrency: int = Field(
+        32, ge=1, description="Judge calls one process keeps in flight (criteria, evaluations, alignment)."
+    )
+    grader_timeout_s: float = Field(
+        5.0, gt=0, description="Wall-clock limit for one call of a code grader (an evaluation's row)."
+    )
+    grader_cpu_s: int = Field(30, ge=1, description="CPU seconds one code-grader process may use.")
+    grader_memory_mb: int = Field(512, ge=64, description="Memory one code-grader process may use.")
     worker_poll_s: float = Field(2.0, description="How often an idle worker looks for queued jobs.")
     job_heartbeat_s: float = Field(
         5.0, description="How often a worker records that its running job is alive."

@@ -11,7 +11,16 @@ Behaviour is chosen by the request, so tests need no set-up calls:
 * ``teacher-extract`` acts as a teacher model for distillation tests: it answers the
   compact JSON ``{"name", "age", "city"}`` read from the last user text (the first number is
   the age, the capitalised word after in/from/to the city, the first other capitalised word
-  the name).
+  the name);
+* ``judge-*`` models are LLM judges (criteria and head-to-head), reading the judged output from
+  the ``<output>`` (or ``<response_1>``/``<response_2>``) section of the prompt and answering in
+  the form asked: the JSON schema of ``response_format``, a forced tool call, or plain text.
+  ``judge-json`` passes an output that is a JSON object and prefers such a response;
+  ``judge-polite`` passes an output with "please" or "thank", ``judge-contains-<text>`` one
+  that contains ``<text>``; ``judge-first`` passes everything
+  and always prefers response 1 (a position-biased judge); ``judge-garbage`` answers with no
+  verdict. Asked for logprobs, a verdict comes with top logprobs giving it probability 0.9.
+  ``slow-<ms>-<model>`` waits, then acts as ``<model>``.
 
 Usage counts words, so tests can check token accounting. Every request is recorded with its
 headers; ``GET /_requests`` returns them and ``DELETE /_requests`` clears them.
@@ -20,6 +29,7 @@ headers; ``GET /_requests`` returns them and ``DELETE /_requests`` clears them.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import time
@@ -48,10 +58,108 @@ def _words(text: str) -> int:
 async def _behaviour(model: str) -> int | None:
     """Sleep for ``slow-`` models; return the status a ``fail-`` model asks for."""
     if model.startswith("slow-"):
-        await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
+        await asyncio.sleep(int(model.split("-")[1]) / 1000)
     if model.startswith("fail-") and model[5:].isdigit():
         return int(model[5:])
     return None
+
+
+def _unslowed(model: str) -> str:
+    """``slow-<ms>-<model>`` acts as ``<model>``."""
+    parts = model.split("-", 2)
+    return parts[2] if model.startswith("slow-") and len(parts) == 3 else model
+
+
+def _section(text: str, name: str) -> str:
+    m = re.search(rf"<{name}>\n(.*?)\n</{name}>", text, re.S)
+    return m.group(1) if m else ""
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _passes(judge: str, output: str) -> bool:
+    if judge == "judge-polite":
+        return any(w in output.lower() for w in ("please", "thank"))
+    if judge == "judge-first":
+        return True
+    if judge.startswith("judge-contains-"):
+        return judge.removeprefix("judge-contains-") in output
+    return _is_json_object(output)
+
+
+def judge_verdict(judge: str, prompt: str) -> dict[str, str] | None:
+    """What a ``judge-*`` model decides about the prompt: ``{explanation, judgement}``."""
+    if judge == "judge-garbage":
+        return None
+    if "<response_1>" in prompt:
+        first, second = _section(prompt, "response_1"), _section(prompt, "response_2")
+        if judge == "judge-first":
+            return {"explanation": "The first one reads better.", "judgement": "response 1"}
+        a, b = _is_json_object(first), _is_json_object(second)
+        choice = "tie" if a == b else "response 1" if a else "response 2"
+        return {"explanation": f"Valid JSON: response 1 {a}, response 2 {b}.", "judgement": choice}
+    output = _section(prompt, "output")
+    ok = _passes(judge, output)
+    return {"explanation": f"{judge} looked at {output[:40]!r}.", "judgement": "PASS" if ok else "FAIL"}
+
+
+def _logprobs(content: str, verdict: str) -> dict[str, Any]:
+    """Tokens of a judge's JSON answer: the verdict a token of its own with its top logprobs."""
+    at = content.index(verdict, content.index('"judgement"'))
+    other = "FAIL" if verdict == "PASS" else "PASS"
+    alternatives = [(verdict, math.log(0.9)), (other, math.log(0.1))]
+
+    def token(text: str, lp: float, top: list[tuple[str, float]]) -> dict[str, Any]:
+        return {
+            "token": text,
+            "logprob": lp,
+            "bytes": list(text.encode()),
+            "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in top],
+        }
+
+    head, tail = content[:at], content[at + len(verdict) :]
+    return {
+        "content": [
+            token(head, 0.0, [(head, 0.0)]),
+            token(verdict, math.log(0.9), alternatives),
+            token(tail, 0.0, [(tail, 0.0)]),
+        ],
+        "refusal": None,
+    }
+
+
+def _judge_reply(body: dict[str, Any], last_user: str) -> tuple[dict[str, Any], str, Any]:
+    """A ``judge-*`` model's OpenAI answer: (message, finish reason, logprobs)."""
+    verdict = judge_verdict(_unslowed(body["model"]), last_user)
+    if verdict is None:
+        return {"role": "assistant", "content": "I cannot decide."}, "stop", None
+    tools = body.get("tools") or []
+    if tools and body.get("tool_choice") not in (None, "none", "auto"):
+        call = {
+            "id": "call_judge",
+            "type": "function",
+            "function": {"name": tools[0]["function"]["name"], "arguments": orjson.dumps(verdict).decode()},
+        }
+        return {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls", None
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        content = orjson.dumps(verdict).decode()
+        logprobs = (
+            _logprobs(content, verdict["judgement"])
+            if body.get("logprobs") and verdict["judgement"] in ("PASS", "FAIL")
+            else None
+        )
+        return {"role": "assistant", "content": content}, "stop", logprobs
+    return (
+        {"role": "assistant", "content": f"{verdict['explanation']} Verdict: {verdict['judgement']}"},
+        "stop",
+        None,
+    )
 
 
 # ---------------------------------------------------------------- OpenAI
@@ -79,8 +187,12 @@ def extract_person(text: str) -> str:
 def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str]:
     messages = body.get("messages") or []
     last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    if body.get("model") == "teacher-extract":
+    model = _unslowed(body.get("model") or "")
+    if model == "teacher-extract":
         return {"role": "assistant", "content": extract_person(last_user)}, "stop"
+    if model.startswith("judge-"):
+        message, reason, _ = _judge_reply(body, last_user)
+        return message, reason
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if tools and choice != "none":
@@ -101,6 +213,14 @@ def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str
     if max_tokens and _words(content) > max_tokens:
         return {"role": "assistant", "content": " ".join(content.split()[:max_tokens])}, "length"
     return {"role": "assistant", "content": content}, "stop"
+
+
+def _reply_logprobs(body: dict[str, Any]) -> Any:
+    if not _unslowed(body.get("model") or "").startswith("judge-") or not body.get("logprobs"):
+        return None
+    messages = body.get("messages") or []
+    last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    return _judge_reply(body, last_user)[2]
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
@@ -145,7 +265,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 "created": int(time.time()),
                 "model": body["model"],
                 "choices": [
-                    {"index": i, "message": m, "finish_reason": r, "logprobs": None}
+                    {"index": i, "message": m, "finish_reason": r, "logprobs": _reply_logprobs(body)}
                     for i, (m, r) in enumerate(replies)
                 ],
                 "usage": usage,
@@ -257,7 +377,13 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     tools = body.get("tools") or []
     choice = body.get("tool_choice") or {}
     blocks: list[dict[str, Any]]
-    if tools and choice.get("type") != "none":
+    judge = _unslowed(body["model"])
+    verdict = judge_verdict(judge, text) if judge.startswith("judge-") else None
+    if verdict is not None and tools:
+        name = choice.get("name") or tools[0]["name"]
+        blocks = [{"type": "tool_use", "id": "toolu_judge", "name": name, "input": verdict}]
+        stop_reason = "tool_use"
+    elif tools and choice.get("type") != "none":
         name = choice.get("name") or tools[0]["name"]
         blocks = [{"type": "tool_use", "id": "toolu_fake1", "name": name, "input": {"echo": text}}]
         stop_reason = "tool_use"

@@ -21,7 +21,9 @@ from tunepipe.api import errors
 from tunepipe.api.routes import (
     base_models,
     chat,
+    criteria,
     datasets,
+    evals,
     jobs,
     logs,
     models,
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for prefix in API_PREFIXES:
         chat.add_routes(app, prefix)
     for prefix in API_PREFIXES:
-        for module in (models, logs, datasets, jobs, providers, base_models, pruning_rules):
+        for module in (models, logs, datasets, jobs, providers, base_models, pruning_rules, criteria, evals):
             app.include_router(module.router, prefix=prefix)
     app.include_router(system.router)
     return app

@@ -341,3 +341,21 @@ def entry_id_page(
     if split is not None:
         conds.append(e.split == split)
     return list(conn.execute(select(e.id).where(*conds).order_by(e.id).limit(limit)).scalars())
+
+
+def entries_by_id(
+    conn: Connection, project_id: str, dataset_id: str, ids: Sequence[str]
+) -> dict[str, StoredEntry]:
+    """The entries among ``ids`` that still exist, by id."""
+    e = dataset_entries.c
+    out: dict[str, StoredEntry] = {}
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(dataset_entries).where(
+                e.project_id == project_id,
+                e.dataset_id == dataset_id,
+                e.id.in_(list(ids[start : start + 500])),
+            )
+        )
+        out.update((r.id, _to_entry(r)) for r in rows)
+    return out

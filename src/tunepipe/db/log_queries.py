@@ -16,8 +16,9 @@ from sqlalchemy import Connection, and_, delete, exists, insert, or_, select
 from sqlalchemy.sql import Select
 
 from tunepipe.db.log_writer import decompress_json
-from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
-from tunepipe.domain.logs import LogFilter, LoggedCall
+from tunepipe.db.schema import logged_call_bodies, logged_call_criteria, logged_call_metadata, logged_calls
+from tunepipe.domain.criteria import CriterionResult
+from tunepipe.domain.logs import JUDGE_SOURCE, LogFilter, LoggedCall
 
 MAX_METADATA_KEY = 200  # the size of `logged_call_metadata.key`
 
@@ -40,6 +41,15 @@ def _where(project_id: str, f: LogFilter) -> list[Any]:
     for key, value in f.metadata.items():
         m = logged_call_metadata.c
         conds.append(exists().where(m.call_id == c.id, m.key == key, m.value == value))
+    for name, outcome in f.criteria.items():
+        j = logged_call_criteria.c
+        conds.append(exists().where(j.call_id == c.id, j.criterion == name, j.outcome == outcome))
+    if f.source is not None:
+        conds.append(c.source == f.source)
+    if f.parent_id is not None:
+        conds.append(c.parent_id == f.parent_id)
+    if not f.judges:
+        conds.append(c.source != JUDGE_SOURCE)
     return conds
 
 
@@ -73,6 +83,26 @@ def _metadata_for(conn: Any, ids: list[str]) -> dict[str, dict[str, str | None]]
     return out
 
 
+def _criteria_for(conn: Any, ids: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Criteria results of calls, as ``criteria_results`` shows them per choice."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    if ids:
+        j = logged_call_criteria.c
+        rows = conn.execute(select(logged_call_criteria).where(j.call_id.in_(ids)))
+        for r in rows:
+            result = CriterionResult(
+                name=r.criterion,
+                version=r.version,
+                status="error" if r.outcome == "error" else "success",
+                score=r.score,
+                explanation=r.explanation,
+                error_code=r.error_code,
+                error_message=r.error_message,
+            )
+            out.setdefault(r.call_id, {}).setdefault(r.choice_index, {})[r.criterion] = result.wire()
+    return out
+
+
 def _bodies_for(conn: Any, ids: list[str]) -> dict[str, tuple[Any, Any]]:
     if not ids:
         return {}
@@ -81,7 +111,12 @@ def _bodies_for(conn: Any, ids: list[str]) -> dict[str, tuple[Any, Any]]:
     return {r.call_id: (decompress_json(r.request), decompress_json(r.response)) for r in rows}
 
 
-def _to_call(row: Any, meta: dict[str, str | None], bodies: tuple[Any, Any] | None) -> LoggedCall:
+def _to_call(
+    row: Any,
+    meta: dict[str, str | None],
+    bodies: tuple[Any, Any] | None,
+    criteria: dict[int, dict[str, Any]] | None = None,
+) -> LoggedCall:
     return LoggedCall(
         id=row.id,
         requested_at=row.requested_at,
@@ -101,6 +136,8 @@ def _to_call(row: Any, meta: dict[str, str | None], bodies: tuple[Any, Any] | No
         metadata=meta,
         request=bodies[0] if bodies else None,
         response=bodies[1] if bodies else None,
+        parent_id=row.parent_id,
+        criteria=criteria or {},
     )
 
 
@@ -132,10 +169,13 @@ def list_calls(
             break
         ids = [r.id for r in page]
         meta = _metadata_for(conn, ids)
+        judged = _criteria_for(conn, ids)
         bodies = _bodies_for(conn, ids) if need_bodies else {}
         for row in page:
             after = (row.requested_at, row.id)
-            call = _to_call(row, meta[row.id], bodies.get(row.id) if with_bodies else None)
+            call = _to_call(
+                row, meta[row.id], bodies.get(row.id) if with_bodies else None, judged.get(row.id)
+            )
             if f.contains is not None and not _contains(bodies.get(row.id), f.contains):
                 continue
             found.append(call)
@@ -153,11 +193,17 @@ def get_call(conn: Connection, project_id: str, call_id: str) -> LoggedCall | No
     ).first()
     if row is None:
         return None
-    return _to_call(row, _metadata_for(conn, [row.id])[row.id], _bodies_for(conn, [row.id]).get(row.id))
+    return _to_call(
+        row,
+        _metadata_for(conn, [row.id])[row.id],
+        _bodies_for(conn, [row.id]).get(row.id),
+        _criteria_for(conn, [row.id]).get(row.id),
+    )
 
 
 def latest_call(conn: Connection, project_id: str) -> LoggedCall | None:
-    page, _ = list_calls(conn, project_id, LogFilter(), limit=1, with_bodies=True)
+    """The latest call the project made (a judge's call is part of the call it judged)."""
+    page, _ = list_calls(conn, project_id, LogFilter(judges=False), limit=1, with_bodies=True)
     return page[0] if page else None
 
 

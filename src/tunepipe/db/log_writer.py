@@ -41,7 +41,7 @@ from tenacity import (
 )
 
 from tunepipe.db.bulk_insert import insert_rows
-from tunepipe.db.schema import logged_call_bodies, logged_call_metadata, logged_calls
+from tunepipe.db.schema import logged_call_bodies, logged_call_criteria, logged_call_metadata, logged_calls
 from tunepipe.domain.logs import LogRecord
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def _insert(conn: Connection, records: list[_Compressed]) -> None:
     calls: list[dict[str, Any]] = []
     bodies: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
+    judged: list[dict[str, Any]] = []
     for r, request, response in records:
         calls.append(
             {
@@ -140,6 +141,7 @@ def _insert(conn: Connection, records: list[_Compressed]) -> None:
                 "cache_hit": r.cache_hit,
                 "source": r.source,
                 "streamed": r.streamed,
+                "parent_id": r.parent_id,
             }
         )
         bodies.append({"call_id": r.id, "request": request, "response": response})
@@ -150,10 +152,26 @@ def _insert(conn: Connection, records: list[_Compressed]) -> None:
         meta.extend(
             {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in labels.items()
         )
+        judged.extend(
+            {
+                "call_id": r.id,
+                "choice_index": index,
+                "criterion": result.name,
+                "project_id": r.project_id,
+                "version": result.version,
+                "outcome": result.outcome,
+                "score": result.score,
+                "explanation": _clip(result.explanation, None),
+                "error_code": _int32(result.error_code),
+                "error_message": _clip(result.error_message, None),
+            }
+            for index, result in r.criteria
+        )
     # Multi-row statements, not executemany: see db/bulk_insert.py.
     insert_rows(conn, logged_calls, calls)
     insert_rows(conn, logged_call_bodies, bodies)
     insert_rows(conn, logged_call_metadata, meta)
+    insert_rows(conn, logged_call_criteria, judged)
 
 
 @dataclass(slots=True)

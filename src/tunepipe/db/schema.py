@@ -109,9 +109,12 @@ logged_calls = Table(
     Column("finish_reason", String(32), nullable=True),
     Column("completion_id", String(200), nullable=True),
     Column("cache_hit", Boolean, nullable=False, default=False),
-    Column("source", String(24), nullable=False),  # proxy | report | report-anthropic
+    Column("source", String(24), nullable=False),  # proxy | report | report-anthropic | judge
     Column("streamed", Boolean, nullable=False, default=False),
+    # A judge's call: the call it judged (criteria at request time), so judge spend is traceable.
+    Column("parent_id", String(36), nullable=True),
     Index(None, "project_id", "requested_at"),
+    Index(None, "parent_id"),
     Index(None, "project_id", "model", "requested_at"),
     Index(None, "project_id", "completion_id"),
 )
@@ -133,6 +136,23 @@ logged_call_metadata = Table(
     Column("project_id", String(36), nullable=False),
     Column("value", Text, nullable=True),
     Index(None, "project_id", "key", "value"),
+)
+
+# Criteria results on a judged call, a row per choice and criterion, so logs filter on them.
+logged_call_criteria = Table(
+    "logged_call_criteria",
+    metadata,
+    Column("call_id", String(36), ForeignKey("logged_calls.id", ondelete="CASCADE"), primary_key=True),
+    Column("choice_index", Integer, primary_key=True),
+    Column("criterion", String(100), primary_key=True),
+    Column("project_id", String(36), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("outcome", String(8), nullable=False),  # pass | fail | error
+    Column("score", Float, nullable=True),
+    Column("explanation", Text, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Index(None, "project_id", "criterion", "outcome"),
 )
 
 # Base models the local engine can load, for the whole installation (not per project).
@@ -289,7 +309,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("kind", String(16), nullable=False),  # train | import_logs | relabel
+    Column("kind", String(16), nullable=False),  # train | import_logs | relabel | evaluate | align
     Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
     Column("subject_id", String(36), nullable=False),  # the fine-tune, or the dataset
     Column("status", String(12), nullable=False),  # QUEUED | RUNNING | DONE | ERROR | CANCELLED
@@ -321,4 +341,121 @@ config_changes = Table(
     Column("key", String(300), nullable=True),
     Column("at", BigInteger, nullable=False),
     Index(None, "at"),
+)
+
+# Criteria (spec B.6): immutable versions of a judge (model + instructions), `name@v<version>`.
+criteria = Table(
+    "criteria",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("instructions", Text, nullable=False),
+    Column("judge_model", String(300), nullable=False),
+    Column("variables", Text, nullable=False),  # JSON list: the optional templated variables shown
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "name", "version"),
+)
+
+# A criterion's alignment set: outputs humans labelled PASS/FAIL, shared by all its versions so
+# that versions are compared on the same rows.
+alignment_rows = Table(
+    "alignment_rows",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("criterion_name", String(100), nullable=False),
+    Column("messages", Text, nullable=False),
+    Column("tools", Text, nullable=True),
+    Column("tool_choice", Text, nullable=True),
+    Column("output", Text, nullable=False),
+    Column("judgement", String(8), nullable=True),  # the human's: PASS | FAIL | null (unlabelled)
+    Column("source", String(16), nullable=False),  # upload | dataset | model
+    Column("dataset_entry_id", String(36), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "project_id", "criterion_name", "created_at"),
+)
+
+# What each criterion version's judge said about each alignment row.
+alignment_judgements = Table(
+    "alignment_judgements",
+    metadata,
+    Column("row_id", String(36), ForeignKey("alignment_rows.id", ondelete="CASCADE"), primary_key=True),
+    Column("criterion_id", String(36), ForeignKey("criteria.id", ondelete="CASCADE"), primary_key=True),
+    Column("score", Float, nullable=True),
+    Column("explanation", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Evaluations (spec B.5) over a dataset's TEST entries; their status is their `evaluate` job's.
+evals = Table(
+    "evals",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("dataset_id", String(36), ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False),  # head_to_head | criteria | code
+    Column("models", Text, nullable=False),  # JSON list of model ids ("dataset": the entry's output)
+    Column("judge_model", String(300), nullable=True),
+    Column("instructions", Text, nullable=True),
+    Column("criteria", Text, nullable=False),  # JSON list of pinned versions, name@vN
+    Column("grader", Text, nullable=True),  # JSON: {"builtin": name} | {"source": python}
+    Column("num_entries", Integer, nullable=True),
+    Column("both_orders", Boolean, nullable=False, default=False),
+    Column("seed", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "project_id", "created_at"),
+)
+
+# The TEST entries an eval covers, chosen once when it is created.
+eval_entries = Table(
+    "eval_entries",
+    metadata,
+    Column("eval_id", String(36), ForeignKey("evals.id", ondelete="CASCADE"), primary_key=True),
+    Column("entry_id", String(36), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+# Model outputs on dataset entries, generated once and shared by every eval and alignment set of
+# the project; an output answers the entry's input as it was (`input_hash`), so an edited input
+# is answered anew.
+model_outputs = Table(
+    "model_outputs",
+    metadata,
+    Column("entry_id", String(36), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("input_hash", String(64), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("output", Text, nullable=False),
+    Column("finish_reason", String(32), nullable=True),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# An eval's judgements: `model`'s score on an entry against `opponent` (head-to-head), by
+# `criterion` (criteria) or by the grader (code); '' where a column does not apply.
+eval_judgements = Table(
+    "eval_judgements",
+    metadata,
+    Column("eval_id", String(36), ForeignKey("evals.id", ondelete="CASCADE"), primary_key=True),
+    Column("entry_id", String(36), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("opponent", String(300), primary_key=True),
+    Column("criterion", String(120), primary_key=True),
+    Column("status", String(8), nullable=False),  # success | error
+    Column("score", Float, nullable=True),
+    Column("explanation", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("details", Text, nullable=True),  # JSON: shown order, each order's verdict
+    Column("created_at", BigInteger, nullable=False),
 )

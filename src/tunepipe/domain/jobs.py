@@ -49,6 +49,8 @@ class JobKind(StrEnum):
     TRAIN = "train"
     IMPORT_LOGS = "import_logs"
     RELABEL = "relabel"
+    EVALUATE = "evaluate"
+    ALIGN = "align"
 
 
 UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})

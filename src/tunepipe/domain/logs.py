@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunepipe.domain.criteria import CriterionResult
+
+JUDGE_SOURCE = "judge"
+"""The ``source`` of a call a criterion's judge made (its ``parent_id`` is the call it judged)."""
+
 
 @dataclass(slots=True)
 class LogRecord:
@@ -29,6 +34,8 @@ class LogRecord:
     cache_hit: bool = False
     streamed: bool = False
     metadata: dict[str, str | None] = field(default_factory=dict)
+    parent_id: str | None = None  # a judge's call: the call it judged
+    criteria: list[tuple[int, CriterionResult]] = field(default_factory=list)  # (choice index, result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,10 @@ class LogFilter:
     metadata: dict[str, str] = field(default_factory=dict)
     contains: str | None = None
     only_success: bool = False
+    criteria: dict[str, str] = field(default_factory=dict)  # criterion name -> pass | fail | error
+    source: str | None = None
+    parent_id: str | None = None
+    judges: bool = True  # whether judges' calls are included (imports and "latest" leave them out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +74,5 @@ class LoggedCall:
     metadata: dict[str, str | None]
     request: Any = None
     response: Any = None
+    parent_id: str | None = None
+    criteria: dict[int, dict[str, Any]] = field(default_factory=dict)  # choice -> name -> result

@@ -13,14 +13,22 @@ from tunepipe.services.jobs.context import Handler
 
 
 def handlers(c: Container) -> dict[str, Handler]:
-    return {JobKind.TRAIN: c.trainer, JobKind.IMPORT_LOGS: c.imports, JobKind.RELABEL: c.relabeling}
+    return {
+        JobKind.TRAIN: c.trainer,
+        JobKind.IMPORT_LOGS: c.imports,
+        JobKind.RELABEL: c.relabeling,
+        JobKind.EVALUATE: c.eval_runner,
+        JobKind.ALIGN: c.alignment,
+    }
 
 
 def lanes(c: Container) -> list[Lane]:
-    """Training one job at a time (it uses the whole machine); dataset work a few at a time."""
+    """Training one job at a time (it uses the whole machine); dataset work and judging work a
+    few at a time each, so a long evaluation never holds up an import."""
     return [
         Lane("training", (JobKind.TRAIN,), 1),
         Lane("datasets", (JobKind.IMPORT_LOGS, JobKind.RELABEL), c.settings.worker_dataset_jobs),
+        Lane("evaluations", (JobKind.EVALUATE, JobKind.ALIGN), c.settings.worker_eval_jobs),
     ]
 
 

@@ -87,12 +87,18 @@ def parse_time(value: int | str | None, name: str) -> int | None:
     return int(parsed.timestamp() * 1000)
 
 
+CRITERION_OUTCOMES = ("pass", "fail", "error")
+
+
 def query_filter(items: Iterable[tuple[str, str]], *, only_success: bool = False) -> LogFilter:
     """``GET /logs`` and ``/logs/export`` filters from the query string: ``since``/``until`` (ms
     or ISO 8601), ``model``, ``status``, ``completion_id``, ``metadata.<key>=<value>``
-    (repeatable), ``contains`` (text in the request or response)."""
+    (repeatable), ``criteria.<name>=pass|fail|error`` (a choice's result for that criterion),
+    ``source`` (proxy, report, report-anthropic, judge), ``parent_id`` (the judges' calls of one
+    call), ``contains`` (text in the request or response)."""
     q: dict[str, str] = {}
     metadata: dict[str, str] = {}
+    criteria: dict[str, str] = {}
     for key, value in items:
         try:
             no_nul(key)
@@ -101,6 +107,10 @@ def query_filter(items: Iterable[tuple[str, str]], *, only_success: bool = False
             raise InvalidRequest("Query parameters cannot contain NUL characters", param=key) from None
         if key.startswith("metadata.") and len(key) > len("metadata."):
             metadata[key[len("metadata.") :]] = value
+        elif key.startswith("criteria.") and len(key) > len("criteria."):
+            if value not in CRITERION_OUTCOMES:
+                raise InvalidRequest(f"`{key}` must be one of {', '.join(CRITERION_OUTCOMES)}", param=key)
+            criteria[key[len("criteria.") :]] = value
         else:
             q[key] = value
     status = q.get("status")
@@ -115,6 +125,9 @@ def query_filter(items: Iterable[tuple[str, str]], *, only_success: bool = False
         metadata=metadata,
         contains=q.get("contains") or None,
         only_success=only_success,
+        criteria=criteria,
+        source=q.get("source") or None,
+        parent_id=q.get("parent_id") or None,
     )
 
 
@@ -163,6 +176,8 @@ def call_view(call: LoggedCall, *, bodies: bool) -> dict[str, Any]:
         "source": call.source,
         "streamed": call.streamed,
         "metadata": call.metadata,
+        "parentId": call.parent_id,
+        "criteriaResults": {str(i): results for i, results in sorted(call.criteria.items())},
     }
     if bodies:
         out["reqPayload"] = call.request

@@ -25,16 +25,24 @@ from tunepipe.db.engine import make_engine
 from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.secrets import SecretBox
+from tunepipe.graders import Limits
 from tunepipe.providers.http import new_session
 from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.criteria.alignment import Alignment
+from tunepipe.services.criteria.service import CriteriaService
 from tunepipe.services.datasets.imports import LogImports
+from tunepipe.services.datasets.outputs import EntryOutputs
 from tunepipe.services.datasets.pruning import PruningService
 from tunepipe.services.datasets.relabel import Relabeling
 from tunepipe.services.datasets.service import DatasetService
+from tunepipe.services.evals.run import EvalRunner
+from tunepipe.services.evals.service import EvalService
 from tunepipe.services.fine_tunes.service import FineTuneService
 from tunepipe.services.fine_tunes.serving import FineTuneServing
 from tunepipe.services.fine_tunes.training import Trainer
 from tunepipe.services.gateway.chat import ChatService
+from tunepipe.services.gateway.criteria import CriteriaStep
+from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.jobs.queue import JobService
 from tunepipe.services.local.registry import BaseModelService
@@ -83,6 +91,11 @@ class Container:
     fine_tunes: FineTuneService
     jobs: JobService
     trainer: Trainer
+    judge: Judge
+    criteria: CriteriaService
+    alignment: Alignment
+    evals: EvalService
+    eval_runner: EvalRunner
 
     @classmethod
     def build(cls, settings: Settings, db: Database, session: aiohttp.ClientSession) -> Container:
@@ -102,6 +115,14 @@ class Container:
         router = Router(settings, db, box, session, local, serving, feed)
         fine_tunes = FineTuneService(settings, db, local=local, serving=serving, feed=feed)
         attempts = settings.job_max_attempts
+        logger = RequestLogger(writer)
+        judge = Judge(router, logger, concurrency=settings.judge_concurrency)
+        outputs = EntryOutputs(db, router)
+        limits = Limits(
+            timeout_s=settings.grader_timeout_s,
+            cpu_s=settings.grader_cpu_s,
+            memory_mb=settings.grader_memory_mb,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -117,7 +138,7 @@ class Container:
             serving=serving,
             router=router,
             catalog=ModelCatalog(router, fine_tunes),
-            chat=ChatService(router, RequestLogger(writer)),
+            chat=ChatService(router, logger, CriteriaStep(db, judge)),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),
@@ -128,6 +149,13 @@ class Container:
             fine_tunes=fine_tunes,
             jobs=JobService(db),
             trainer=Trainer(settings, db, evaluate=serving.evaluate_test_set),
+            judge=judge,
+            criteria=CriteriaService(db, judge),
+            alignment=Alignment(db, judge, outputs, max_attempts=attempts, feed=feed),
+            evals=EvalService(db, router, max_attempts=attempts, feed=feed),
+            eval_runner=EvalRunner(
+                db, judge, outputs, concurrency=settings.eval_concurrency, grader_limits=limits
+            ),
         )
 
     @classmethod

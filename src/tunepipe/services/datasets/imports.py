@@ -59,6 +59,7 @@ def import_filter(filters: LogImportFilters) -> LogFilter:
         metadata=dict(filters.metadata),
         contains=filters.contains or None,
         only_success=True,
+        judges=False,  # a judge's verdict is no example of the task
     )
 
 

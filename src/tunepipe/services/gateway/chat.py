@@ -22,12 +22,15 @@ from pydantic_core import ErrorDetails
 
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.completions import Completion
+from tunepipe.domain.criteria import Criterion
 from tunepipe.domain.labels import merge_labels, parse_tags_header
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.domain.stream_assembly import StreamAssembler
 from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError
 from tunepipe.protocol.chat import ChatCompletionRequest
+from tunepipe.services.gateway.criteria import CriteriaStep, attach, results_chunk
+from tunepipe.services.gateway.judge import JudgeLog
 from tunepipe.services.gateway.routing import Route, Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger
 
@@ -60,10 +63,21 @@ StreamEvent = dict[str, Any] | StreamFailed
 
 
 @dataclass(slots=True)
+class Judging:
+    """A stream's criteria, judged once it has ended."""
+
+    principal: Principal
+    criteria: list[Criterion]
+    body: dict[str, Any]
+    completion: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
 class Prepared:
     body: dict[str, Any]
     request: ChatCompletionRequest
     call: CallLog
+    options: Options
 
 
 def read_options(headers: Mapping[str, str]) -> Options:
@@ -147,9 +161,10 @@ def upstream_body(body: dict[str, Any], route: Route, *, stream: bool) -> dict[s
 
 
 class ChatService:
-    def __init__(self, router: Router, logger: RequestLogger) -> None:
+    def __init__(self, router: Router, logger: RequestLogger, criteria: CriteriaStep) -> None:
         self._router = router
         self._logger = logger
+        self._criteria = criteria
 
     async def prepare(self, principal: Principal, raw: bytes, headers: Mapping[str, str]) -> Prepared:
         """Parse and validate; a failure here is logged (when logging is on) and raised."""
@@ -186,17 +201,28 @@ class ChatService:
             raise
         call.enabled = options.log_request and request.store is not False and not principal.read_only
         call.metadata = merge_labels(request.metadata, options.tags)
-        return Prepared(body=body, request=request, call=call)
+        return Prepared(body=body, request=request, call=call, options=options)
+
+    def _judge_log(self, call: CallLog) -> JudgeLog | None:
+        """Judges' calls are logged under the call they judge, when that call is logged."""
+        return JudgeLog(parent_id=call.id, metadata=dict(call.metadata)) if call.enabled else None
 
     async def complete(self, principal: Principal, prepared: Prepared) -> Completion:
         call = prepared.call
         try:
+            criteria = await self._criteria.resolve(principal, prepared.options.criteria)
             route = await self._router.resolve(principal, parse_model(prepared.request.model))
             call.price = route.price
             result = await route.provider.complete(upstream_body(prepared.body, route, stream=False))
         except TunepipeError as exc:
             await self._logger.failure(call, exc)
             raise
+        if criteria:
+            results = await self._criteria.judge_choices(
+                principal, criteria, prepared.body, result.data, log=self._judge_log(call)
+            )
+            call.criteria = attach(result.data, results)
+            result = Completion(result.data)  # changed: the upstream's bytes no longer match
         await self._logger.success(call, result.data, raw=result.raw)
         return result
 
@@ -205,6 +231,7 @@ class ChatService:
         events for the client: the chunks, then a :class:`StreamFailed` if it broke off."""
         call = prepared.call
         try:
+            criteria = await self._criteria.resolve(principal, prepared.options.criteria)
             route = await self._router.resolve(principal, parse_model(prepared.request.model))
             call.price = route.price
             chunks = await route.provider.open_stream(upstream_body(prepared.body, route, stream=True))
@@ -212,10 +239,18 @@ class ChatService:
             await self._logger.failure(call, exc, streamed=True)
             raise
         options = prepared.request.stream_options
-        return self._relay(call, chunks, include_usage=bool(options and options.include_usage))
+        judging = Judging(principal, criteria, prepared.body) if criteria else None
+        return self._relay(
+            call, chunks, include_usage=bool(options and options.include_usage), judging=judging
+        )
 
     async def _relay(
-        self, call: CallLog, chunks: AsyncIterator[dict[str, Any]], *, include_usage: bool
+        self,
+        call: CallLog,
+        chunks: AsyncIterator[dict[str, Any]],
+        *,
+        include_usage: bool,
+        judging: Judging | None = None,
     ) -> AsyncIterator[StreamEvent]:
         assembler = StreamAssembler()
         failure: str | None = "client disconnected before the stream ended"
@@ -229,6 +264,8 @@ class ChatService:
                     chunk.pop("usage", None)
                 yield chunk
             failure, status = None, 200
+            if judging is not None:
+                yield await self._judge_stream(call, assembler, judging)
         except UpstreamError as exc:
             failure, status = exc.message, exc.status_code
             yield StreamFailed(exc)
@@ -240,6 +277,27 @@ class ChatService:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+            completion = judging.completion if judging is not None and judging.completion else None
             await self._logger.success(
-                call, assembler.completion(), streamed=True, error_message=failure, status_code=status
+                call,
+                completion or assembler.completion(),
+                streamed=True,
+                error_message=failure,
+                status_code=status,
             )
+
+    async def _judge_stream(
+        self, call: CallLog, assembler: StreamAssembler, judging: Judging
+    ) -> dict[str, Any]:
+        """Judge the assembled stream; the chunk that carries the results."""
+        completion = assembler.completion()
+        results = await self._criteria.judge_choices(
+            judging.principal, judging.criteria, judging.body, completion, log=self._judge_log(call)
+        )
+        chunk = results_chunk(completion, results)
+        for choice in completion.get("choices") or []:
+            found = results.get(int(choice.get("index", 0)), [])
+            choice["criteria_results"] = {r.name: r.wire() for r in found}
+            call.criteria.extend((int(choice.get("index", 0)), r) for r in found)
+        judging.completion = completion
+        return chunk

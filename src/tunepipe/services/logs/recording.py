@@ -12,6 +12,7 @@ from typing import Any
 
 from tunepipe.db.log_writer import LogWriter
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.criteria import CriterionResult
 from tunepipe.domain.ids import uuid7
 from tunepipe.domain.logs import LogRecord
 from tunepipe.domain.pricing import Price
@@ -29,6 +30,11 @@ class CallLog:
     enabled: bool
     metadata: dict[str, str | None] = field(default_factory=dict)
     price: Price | None = None
+    # Known before the call ends, so that the calls of its criteria's judges can point at it.
+    id: str = field(default_factory=uuid7)
+    source: str = "proxy"
+    parent_id: str | None = None
+    criteria: list[tuple[int, CriterionResult]] = field(default_factory=list)
 
 
 def usage_of(completion: Any) -> tuple[int | None, int | None]:
@@ -40,6 +46,14 @@ def usage_of(completion: Any) -> tuple[int | None, int | None]:
         prompt if isinstance(prompt, int) else None,
         completion_tokens if isinstance(completion_tokens, int) else None,
     )
+
+
+def cost_of(price: Price | None, completion: Any) -> float:
+    """What a completion cost at ``price`` (0 when either is unknown)."""
+    prompt, output = usage_of(completion)
+    if price is None or prompt is None or output is None:
+        return 0.0
+    return price.cost(prompt, output)
 
 
 def finish_reason_of(completion: Any) -> str | None:
@@ -73,6 +87,9 @@ def build_record(
     price: Price | None = None,
     streamed: bool = False,
     cache_hit: bool = False,
+    record_id: str | None = None,
+    parent_id: str | None = None,
+    criteria: list[tuple[int, CriterionResult]] | None = None,
 ) -> LogRecord:
     parsed = (
         parsed_response
@@ -84,7 +101,7 @@ def build_record(
     if price is not None and input_tokens is not None and output_tokens is not None and not cache_hit:
         cost = price.cost(input_tokens, output_tokens)
     return LogRecord(
-        id=uuid7(),
+        id=record_id or uuid7(),
         project_id=project_id,
         requested_at=requested_at,
         received_at=received_at,
@@ -102,6 +119,8 @@ def build_record(
         cache_hit=cache_hit,
         streamed=streamed,
         metadata=dict(metadata or {}),
+        parent_id=parent_id,
+        criteria=list(criteria or []),
     )
 
 
@@ -130,7 +149,7 @@ class RequestLogger:
                 received_at=now_ms(),
                 model=call.model,
                 status_code=status_code,
-                source="proxy",
+                source=call.source,
                 request=call.request,
                 response=raw if raw is not None else completion,
                 parsed_response=completion,
@@ -138,6 +157,9 @@ class RequestLogger:
                 metadata=call.metadata,
                 price=call.price,
                 streamed=streamed,
+                record_id=call.id,
+                parent_id=call.parent_id,
+                criteria=call.criteria,
             )
         )
 
@@ -151,11 +173,13 @@ class RequestLogger:
                 received_at=now_ms(),
                 model=call.model,
                 status_code=error.status_code,
-                source="proxy",
+                source=call.source,
                 request=call.request,
                 response=error.envelope(),
                 error_message=error.message,
                 metadata=call.metadata,
                 streamed=streamed,
+                record_id=call.id,
+                parent_id=call.parent_id,
             )
         )

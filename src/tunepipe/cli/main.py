@@ -16,7 +16,9 @@ import typer
 from tunepipe import __version__
 from tunepipe.cli.base_models import base_models_app, install_default
 from tunepipe.cli.context import call, console
+from tunepipe.cli.criteria import criteria_app
 from tunepipe.cli.datasets import datasets_app
+from tunepipe.cli.evals import evals_app
 from tunepipe.cli.jobs import jobs_app
 from tunepipe.cli.models import models_app
 from tunepipe.cli.projects import keys_app, projects_app
@@ -38,6 +40,8 @@ for sub, name in (
     (datasets_app, "datasets"),
     (models_app, "models"),
     (jobs_app, "jobs"),
+    (criteria_app, "criteria"),
+    (evals_app, "evals"),
 ):
     app.add_typer(sub, name=name)
 

@@ -260,7 +260,7 @@ def summarise(
         if eval_type is EvalType.HEAD_TO_HEAD:
             row.update(wins=t.wins, ties=t.ties, losses=t.losses)
         rows.append(row)
-    rows.sort(key=lambda r: -1 if r["score"] is None else -r["score"])
+    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))  # unscored last
     out: dict[str, Any] = {"models": rows, "judge_cost_usd": round(judge_cost, 8)}
     if eval_type is EvalType.HEAD_TO_HEAD:
         out["matrix"] = {

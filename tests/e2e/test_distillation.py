@@ -122,6 +122,29 @@ def test_distillation_from_logs_reaches_teacher_on_held_out_prompts(
         assert unseen_after >= 0.5
         logged = http.get("/logs", params={"model": f"openpipe:{slug}", "limit": 100}).json()
         assert len(logged["data"]) >= 1
+
+        # Head-to-head against its teacher on the TEST split: the student's test-set answers
+        # are reused (only the teacher answers anew), and it is as good as the teacher.
+        test_rows = details["testRows"]
+        ev = http.post(
+            "/evals",
+            json={
+                "name": "student vs teacher",
+                "dataset_id": dataset["id"],
+                "type": "head_to_head",
+                "models": [f"openpipe:{slug}", "teacher-extract"],
+                "judge_model": "anthropic:judge-json",
+            },
+        ).json()
+        deadline = time.monotonic() + 300
+        while (result := http.get(f"/evals/{ev['id']}").json())["status"] not in ("COMPLETE", "ERROR"):
+            assert time.monotonic() < deadline, result
+            time.sleep(0.5)
+        print(f"head-to-head: {result['results']['models']}, progress {result['progress']}")
+        assert result["status"] == "COMPLETE" and result["num_entries"] == test_rows
+        assert (result["progress"]["reused"], result["progress"]["generated"]) == (test_rows, test_rows)
+        student = next(m for m in result["results"]["models"] if m["model"] == f"openpipe:{slug}")
+        assert student["errors"] == 0 and student["score"] >= 0.45 and student["ties"] >= 0.8 * test_rows
     finally:
         proc.terminate()
         proc.wait(30)

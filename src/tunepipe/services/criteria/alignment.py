@@ -24,7 +24,6 @@ from sqlalchemy import Connection
 
 from tunepipe.db import criteria as repo
 from tunepipe.db import datasets as dataset_repo
-from tunepipe.db import projects as project_repo
 from tunepipe.db.database import Database
 from tunepipe.domain.alignment import (
     MAX_UPLOAD_BYTES,
@@ -267,11 +266,10 @@ class Alignment:
 
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         job = ctx.job
-        project = await self._db.run(project_repo.project_by_id, job.project_id)
+        principal = await ctx.principal()
         criterion = await self._db.run(repo.get_by_id, job.project_id, job.subject_id)
-        if project is None or criterion is None:
+        if criterion is None:
             raise JobFailed("the criterion was deleted")
-        principal = Principal(project=project, key_id=f"job:{job.id}", read_only=False)
         rows = await self._db.run(repo.list_rows, job.project_id, criterion.name)
         judged = await self._db.run(repo.judgements_for, criterion.id)
         rerun_from = int(ctx.progress.get("done", 0)) if job.params.get("rerun") else None

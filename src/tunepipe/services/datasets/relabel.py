@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tunepipe.db import datasets as repo
-from tunepipe.db import projects as project_repo
 from tunepipe.db.database import Database
 from tunepipe.domain.dataset_entries import EntryData, EntryInvalid, check_assistant
 from tunepipe.domain.jobs import Job, JobKind
@@ -81,11 +80,7 @@ class Relabeling:
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         job = ctx.job
         body = RelabelRequest.model_validate(job.params)
-        project = await self._db.run(project_repo.project_by_id, job.project_id)
-        if project is None:
-            raise JobFailed("the project was deleted")
-        # The job acts for whoever started it, who held a read/write key of the project.
-        principal = Principal(project=project, key_id=f"job:{job.id}", read_only=False)
+        principal = await ctx.principal()
         try:
             route = await self._router.resolve(principal, parse_model(body.model))
         except TunepipeError as exc:

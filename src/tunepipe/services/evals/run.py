@@ -24,7 +24,6 @@ from tunepipe.db import criteria as criteria_repo
 from tunepipe.db import datasets as dataset_repo
 from tunepipe.db import evals as repo
 from tunepipe.db import model_outputs as output_repo
-from tunepipe.db import projects as project_repo
 from tunepipe.db.database import Database
 from tunepipe.db.model_outputs import ModelOutput
 from tunepipe.domain.criteria import Criterion, Sample, parse_criterion_id, render_output
@@ -101,11 +100,10 @@ class EvalRunner:
 
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         job = ctx.job
-        project = await self._db.run(project_repo.project_by_id, job.project_id)
+        principal = await ctx.principal()
         ev = await self._db.run(repo.get, job.project_id, job.subject_id)
-        if project is None or ev is None:
+        if ev is None:
             raise JobFailed("the eval was deleted")
-        principal = Principal(project=project, key_id=f"job:{job.id}", read_only=False)
         criteria = []
         for ref in ev.criteria:
             cid = parse_criterion_id(ref)

@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from tunepipe.db import jobs as repo
+from tunepipe.db import projects as project_repo
 from tunepipe.db.database import Database
 from tunepipe.domain.jobs import Job
+from tunepipe.domain.projects import Principal
 
 StopReason = Literal["cancelled", "lost", "shutdown"]
 """cancelled: a user asked; lost: another worker took the job over (its heartbeat was found
@@ -61,6 +63,13 @@ class JobContext:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stopping.set()
+
+    async def principal(self) -> Principal:
+        """Who the job acts for: whoever queued it held a read/write key of its project."""
+        project = await self.db.run(project_repo.project_by_id, self.job.project_id)
+        if project is None:
+            raise JobFailed("the project was deleted")
+        return Principal(project=project, key_id=f"job:{self.job.id}", read_only=False)
 
     def checkpoint(self) -> None:
         """Raise :class:`JobStopped` if the job was asked to stop."""

@@ -1,6 +1,5 @@
-"""``tunepipe criteria``: LLM-judge criteria and their alignment sets (spec B.6) — create a
-version, list, show, delete, judge one output, fill and label the alignment set, run a version's
-judge over it and read how well it agrees with the humans.
+"""``tunepipe criteria``: LLM-judge criteria and their alignment sets (spec B.6) — versions,
+the offline judge, filling and labelling the set, and how well each version agrees with humans.
 
 ``align`` queues an ``align`` job for a worker (the one inside ``tunepipe serve``, or
 ``tunepipe worker``) and follows it by polling the job, as ``models wait`` follows training;
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,19 +30,16 @@ from tunepipe.services.container import Container
 from tunepipe.services.gateway.judge import Judged
 
 criteria_app = typer.Typer(
-    help="Criteria: LLM judges of outputs, versioned, with alignment sets that measure them.",
-    no_args_is_help=True,
+    help="Criteria: versioned LLM judges, with alignment sets that measure them.", no_args_is_help=True
 )
 
 IdArg = Annotated[str, typer.Argument(help="A criterion: name (the latest version) or name@vN.")]
-NameArg = Annotated[
-    str, typer.Argument(help="The criterion's name (its alignment set is shared by versions).")
-]
+NameArg = Annotated[str, typer.Argument(help="The criterion's name (versions share its alignment set).")]
 CLIP = 60
 
 
 def _usage_error(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=2)
 
 
@@ -56,8 +53,9 @@ def _text_or_file(text: str | None, file: Path | None, option: str) -> str:
 
 
 def _clip(text: str, width: int = CLIP) -> str:
+    """One line of someone's text, at most ``width`` characters, safe from Rich markup."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return escape(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
 def _num(value: float | None) -> str:
@@ -129,7 +127,7 @@ def criteria_show(criterion_id: IdArg, project: ProjectOpt = None) -> None:
         ("name", crit.name),
         ("version", str(crit.version)),
         ("judge model", crit.judge_model),
-        ("description", crit.description or "-"),
+        ("description", escape(crit.description or "-")),
         ("variables", ", ".join(["output", *crit.variables])),
         ("created", iso(crit.created_at)),
     ):
@@ -216,7 +214,7 @@ def criteria_align_upload(
     if errors:
         table = Table("line", "error")
         for line, message in errors:
-            table.add_row(str(line), message)
+            table.add_row(str(line), escape(message))
         console.print(table)
         console.print(f"[red]{len(errors)} invalid line(s); nothing added.[/red]")
         raise typer.Exit(code=1)
@@ -235,14 +233,13 @@ def criteria_align_sample(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     project: ProjectOpt = None,
 ) -> None:
-    """Add random dataset entries to the alignment set, unlabelled, with their own or a model's
-    outputs."""
+    """Add random dataset entries to the alignment set, unlabelled, with their own or a model's outputs."""
     try:
         body = SampleRowsRequest.model_validate(
             {
                 "dataset_id": dataset,
                 "count": count,
-                "split": split,
+                "split": split.upper() if split else None,
                 "output_source": output_source,
                 "seed": seed,
             }
@@ -280,23 +277,15 @@ def criteria_label(
 
 def _stats_table(crit: Criterion, stats: AlignmentStats, cost: float) -> Table:
     table = Table(title=f"{crit.ref} ({crit.judge_model}) against the humans")
-    for column in ("accuracy", "precision", "recall", "F1", "kappa"):
+    for column in ("accuracy", "precision", "recall", "F1", "kappa", "compared", "unlabelled", "errors"):
         table.add_column(column, justify="right")
-    for column in ("compared", "unlabelled", "errors", "rows", "cost"):
-        table.add_column(column, justify="right")
+    table.add_column("rows", justify="right")
+    table.add_column("cost", justify="right")
     table.add_row(
         *(_num(v) for v in (stats.accuracy, stats.precision, stats.recall, stats.f1, stats.kappa)),
         *(str(n) for n in (stats.compared, stats.unlabelled, stats.errors, stats.rows)),
         f"${cost:.6f}",
     )
-    return table
-
-
-def _confusion(stats: AlignmentStats) -> Table:
-    """FAIL is the positive class: a criterion exists to catch bad outputs."""
-    table = Table("", "judge FAIL", "judge PASS", title="Counts")
-    table.add_row("human FAIL", str(stats.true_fail), str(stats.missed_fail))
-    table.add_row("human PASS", str(stats.false_fail), str(stats.true_pass))
     return table
 
 
@@ -326,7 +315,10 @@ def criteria_stats(criterion_id: IdArg, project: ProjectOpt = None) -> None:
 
     crit, stats, cost, disagreements = call(run)
     console.print(_stats_table(crit, stats, cost))
-    console.print(_confusion(stats))
+    counts = Table("", "judge FAIL", "judge PASS", title="Counts (FAIL is the positive class)")
+    counts.add_row("human FAIL", str(stats.true_fail), str(stats.missed_fail))
+    counts.add_row("human PASS", str(stats.false_fail), str(stats.true_pass))
+    console.print(counts)
     if disagreements:
         console.print(_disagreements(disagreements))
     else:
@@ -402,7 +394,7 @@ def criteria_align(
     if found is None:
         return
     if job.status != JobStatus.DONE:
-        console.print(f"[red]Align job {job.id} {job.status}:[/red] {job.error_message or ''}")
+        console.print(f"[red]Align job {job.id} {job.status}:[/red] {escape(job.error_message or '')}")
         raise typer.Exit(code=1)
     crit, stats, cost, _ = found
     console.print(_stats_table(crit, stats, cost))

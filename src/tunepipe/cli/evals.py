@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -38,8 +39,9 @@ CLIP = 48
 
 
 def _clip(text: str, width: int = CLIP) -> str:
+    """One line of someone's text, at most ``width`` characters, safe from Rich markup."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return escape(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
 def _num(value: float | None) -> str:
@@ -86,7 +88,7 @@ def _show(state: EvalState) -> None:
     p = state.job.progress if state.job else {}
     table = Table(show_header=False, box=None)
     fields = [
-        ("name", ev.name),
+        ("name", escape(ev.name)),
         ("id", ev.id),
         ("type", ev.type.value),
         ("dataset", ev.dataset_id),
@@ -102,7 +104,7 @@ def _show(state: EvalState) -> None:
     if ev.grader is not None:
         fields.append(("grader", str(ev.grader.get("builtin") or "custom")))
     if state.job is not None and state.job.error_message:
-        fields.append(("error", state.job.error_message))
+        fields.append(("error", escape(state.job.error_message)))
     fields.append(("created", iso(ev.created_at)))
     for name, value in fields:
         table.add_row(f"[bold]{name}[/bold]", value)
@@ -193,12 +195,12 @@ def evals_create(
             }
         )
     except ValidationError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(code=2) from exc
 
     async def run(c: Container) -> EvalState | None:
         ev, job = await c.evals.create(await c.projects.operator(project), body)
-        console.print(f"Eval [bold]{ev.name}[/bold] {eval_status(job.status)}: {ev.id}")
+        console.print(f"Eval [bold]{escape(ev.name)}[/bold] {eval_status(job.status)}: {ev.id}")
         return await _follow(c, project, ev.id, interval=interval) if wait else None
 
     state = call(run)
@@ -208,7 +210,9 @@ def evals_create(
         console.print(table)
     if state.status != "COMPLETE":
         message = state.job.error_message if state.job else None
-        console.print(f"[red]Eval {state.eval.id} {state.status}[/red]{f': {message}' if message else ''}")
+        console.print(
+            f"[red]Eval {state.eval.id} {state.status}[/red]{f': {escape(message)}' if message else ''}"
+        )
         raise typer.Exit(code=1)
 
 
@@ -240,7 +244,9 @@ def evals_list(
         p = job.progress if job else {}
         done = f"{p['done']}/{p['total']}" if "done" in p and "total" in p else "-"
         status = eval_status(job.status if job else None)
-        table.add_row(ev.id, ev.name, ev.type.value, status, done, ", ".join(ev.models), iso(ev.created_at))
+        table.add_row(
+            ev.id, escape(ev.name), ev.type.value, status, done, ", ".join(ev.models), iso(ev.created_at)
+        )
     console.print(table)
 
 

@@ -1,5 +1,5 @@
 """The ``tunepipe`` command line: serve, work, and manage projects, keys, providers, base models,
-datasets, pruning rules, models and jobs.
+datasets, pruning rules, models, jobs, criteria and evaluations.
 
 Commands parse arguments, call one use case and print; settings come from ``TUNEPIPE_*``
 environment variables, as for the server. :func:`run` is the entry point: the one place a

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, func, insert, select, tuple_, update
 
 from tunepipe.db.schema import eval_entries, eval_judgements, evals
 from tunepipe.domain.clock import now_ms
@@ -78,6 +78,11 @@ def delete_eval(conn: Connection, project_id: str, eval_id: str) -> bool:
     return bool(conn.execute(delete(evals).where(c.project_id == project_id, c.id == eval_id)).rowcount)
 
 
+def count_entries(conn: Connection, eval_id: str) -> int:
+    e = eval_entries.c
+    return int(conn.execute(select(func.count()).where(e.eval_id == eval_id)).scalar_one())
+
+
 def entry_ids(conn: Connection, eval_id: str) -> list[str]:
     e = eval_entries.c
     return [
@@ -98,6 +103,27 @@ def _judgement(row: Any) -> Judgement:
         cost=row.cost,
         details=orjson.loads(row.details) if row.details else {},
     )
+
+
+def done_keys(conn: Connection, eval_id: str) -> set[tuple[str, str, str, str]]:
+    """Keys of the judgements already made successfully (a rerun skips them)."""
+    j = eval_judgements.c
+    rows = conn.execute(
+        select(j.entry_id, j.model, j.opponent, j.criterion).where(
+            j.eval_id == eval_id, j.status == "success"
+        )
+    )
+    return {(r.entry_id, r.model, r.opponent, r.criterion) for r in rows}
+
+
+def iter_judgements(conn: Connection, eval_id: str) -> Iterator[Judgement]:
+    """Every judgement of the eval, streamed (memory stays flat however large the eval)."""
+    j = eval_judgements.c
+    result = conn.execution_options(yield_per=500).execute(
+        select(eval_judgements).where(j.eval_id == eval_id)
+    )
+    for row in result:
+        yield _judgement(row)
 
 
 def judgements(conn: Connection, eval_id: str, entry_ids: Sequence[str] | None = None) -> list[Judgement]:

@@ -23,7 +23,6 @@ from typing import Any
 from tunepipe.db import criteria as criteria_repo
 from tunepipe.db import datasets as dataset_repo
 from tunepipe.db import evals as repo
-from tunepipe.db import model_outputs as output_repo
 from tunepipe.db.database import Database
 from tunepipe.db.model_outputs import ModelOutput
 from tunepipe.domain.criteria import Criterion, Sample, parse_criterion_id, render_output
@@ -37,12 +36,12 @@ from tunepipe.domain.evals import (
     same_output,
     score_for_a,
     shown_first,
-    summarise,
 )
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import TunepipeError
 from tunepipe.graders import BUILTIN, Case, Limits, run_grader
 from tunepipe.services.datasets.outputs import EntryOutputs
+from tunepipe.services.evals.service import results_of
 from tunepipe.services.gateway.judge import Judge, JudgeFailed
 from tunepipe.services.jobs.context import JobContext, JobFailed
 
@@ -112,7 +111,7 @@ class EvalRunner:
                 raise JobFailed(f"Criterion {ref} was deleted")
             criteria.append(found)
         entry_ids = await self._db.run(repo.entry_ids, ev.id)
-        done = {j.key for j in await self._db.run(repo.judgements, ev.id) if j.status == "success"}
+        done = await self._db.run(repo.done_keys, ev.id)
         run = _Run(ev, principal, criteria, done, asyncio.Semaphore(self._concurrency))
         await ctx.report(stage="evaluating", total=len(entry_ids), **run.counters)
         grading = None
@@ -127,9 +126,7 @@ class EvalRunner:
                 await grading
         await self._flush(run)
         await ctx.report(**run.counters)
-        judgements = await self._db.run(repo.judgements, ev.id)
-        costs = await self._db.run(output_repo.eval_costs, ev.id, ev.models)
-        return summarise(ev.type, ev.models, judgements, costs)
+        return await self._db.run(results_of, ev)
 
     async def _pipeline(self, ctx: JobContext, run: _Run, entry_ids: Sequence[str]) -> None:
         items: asyncio.Queue[tuple[StoredEntry, dict[str, ModelOutput]] | None] = asyncio.Queue(

@@ -85,6 +85,14 @@ def grader_of(spec: str | GraderSpec | None) -> dict[str, Any]:
     return {"source": spec.source}
 
 
+def results_of(conn: Connection, ev: Eval) -> dict[str, Any]:
+    """The eval's results as they stand, its judgements streamed through the summary."""
+    costs = output_repo.eval_costs(conn, ev.id, ev.models)
+    results = summarise(ev.type, ev.models, repo.iter_judgements(conn, ev.id), costs)
+    results["cost_usd"] = round(sum(costs.values()) + results["judge_cost_usd"], 8)
+    return results
+
+
 def _choose(ids: list[str], count: int | None, seed: int) -> list[str]:
     if count is None or count >= len(ids):
         return ids
@@ -215,11 +223,7 @@ class EvalService:
         def load(conn: Connection) -> EvalState:
             ev = eval_in(conn, principal, eval_id)
             job = job_repo.latest_for(conn, [ev.id], JobKind.EVALUATE).get(ev.id)
-            entries = repo.entry_ids(conn, ev.id)
-            costs = output_repo.eval_costs(conn, ev.id, ev.models)
-            results = summarise(ev.type, ev.models, repo.judgements(conn, ev.id), costs)
-            results["cost_usd"] = round(sum(costs.values()) + results["judge_cost_usd"], 8)
-            return EvalState(ev, job, len(entries), results)
+            return EvalState(ev, job, repo.count_entries(conn, ev.id), results_of(conn, ev))
 
         return await self._db.run(load)
 

@@ -10,6 +10,7 @@
     ├── NotFound                  404 not_found_error        NOT_FOUND
     ├── MethodNotAllowed          405 invalid_request_error  METHOD_NOT_SUPPORTED
     ├── Conflict                  409 invalid_request_error  CONFLICT
+    ├── RateLimited               429 rate_limit_error       TOO_MANY_REQUESTS (Retry-After)
     └── UpstreamError             the provider's failure, as seen by the client
         ├── UpstreamRejected      the provider's own 4xx status, message and type
         ├── UpstreamUnavailable   502 (transport failure or provider 5xx)
@@ -49,6 +50,9 @@ def trpc_code(status: int) -> str:
 class TunepipeError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "api_error"
+
+    headers: dict[str, str] | None = None
+    """Response headers the error comes with (``Retry-After`` on a 429)."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -116,6 +120,18 @@ class Conflict(TunepipeError):
     type = "invalid_request_error"
 
 
+class RateLimited(TunepipeError):
+    """Over a key's rate limit: ``headers`` say when to come back (``Retry-After``) and the
+    limit's state (OpenAI's ``x-ratelimit-*``)."""
+
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str], code: str = "rate_limit_exceeded"):
+        super().__init__(message, code=code)
+        self.headers = headers
+
+
 def for_status(status: int, message: str) -> TunepipeError:
     """The error of this hierarchy an HTTP status stands for (a framework's 404, 405, …)."""
     for cls in (InvalidRequest, AuthenticationFailed, PermissionDenied, NotFound, MethodNotAllowed, Conflict):
@@ -153,10 +169,18 @@ class UpstreamError(TunepipeError):
         upstream_body: Any = None,
         param: str | None = None,
         code: str | None = None,
+        retry_after_s: float | None = None,
     ):
         super().__init__(message, param=param, code=code)
         self.upstream_status = upstream_status
         self.upstream_body = upstream_body
+        self.retry_after_s = retry_after_s  # the provider's Retry-After, if it sent one
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another try or another model: throttled (429), failing (5xx), unreachable or
+        too slow. Any other 4xx would fail the same way again."""
+        return self.upstream_status is None or self.upstream_status == 429 or self.upstream_status >= 500
 
 
 class UpstreamRejected(UpstreamError):
@@ -171,9 +195,15 @@ class UpstreamRejected(UpstreamError):
         error_type: str | None = None,
         param: str | None = None,
         code: str | None = None,
+        retry_after_s: float | None = None,
     ):
         super().__init__(
-            message, upstream_status=upstream_status, upstream_body=upstream_body, param=param, code=code
+            message,
+            upstream_status=upstream_status,
+            upstream_body=upstream_body,
+            param=param,
+            code=code,
+            retry_after_s=retry_after_s,
         )
         self._error_type = error_type or "invalid_request_error"
 

@@ -64,8 +64,23 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None,
         description="Redis URL (`redis://host:6379/0`): settings changes reach every server at once "
-        "over pub/sub instead of at the next poll.",
+        "over pub/sub instead of at the next poll, and the response cache and rate limits are "
+        "shared by every process and host.",
     )
+    cache_ttl_s: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="How long a cached answer is kept (`op-cache-ttl` sets it per request).",
+    )
+    retry_max_wait_s: float = Field(
+        20.0, ge=0, description="Most one call waits in total between retries (`op-retries`)."
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        description="Failures in a row after which a model is skipped by fallback chains for a while.",
+    )
+    breaker_cooldown_s: float = Field(5.0, ge=0, description="How long a failing model is skipped.")
 
     openai_base_url: str = Field(
         "https://api.openai.com/v1",

@@ -304,7 +304,6 @@ def test_chat_completion_op_headers_are_accepted(gateway: Gateway, fake_provider
             messages=[{"role": "user", "content": m}],
             extra_headers={
                 "op-cache": mode,
-                "op-criteria": '["is-polite@v2", "is-short"]',
                 "op-tags": json.dumps({"prompt_id": "hdr", "attempt": 2}),
             },
         )

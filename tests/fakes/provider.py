@@ -20,7 +20,10 @@ Behaviour is chosen by the request, so tests need no set-up calls:
   that contains ``<text>``; ``judge-first`` passes everything
   and always prefers response 1 (a position-biased judge); ``judge-garbage`` answers with no
   verdict. Asked for logprobs, a verdict comes with top logprobs giving it probability 0.9.
-  ``slow-<ms>-<model>`` waits, then acts as ``<model>``.
+  ``slow-<ms>-<model>`` waits, then acts as ``<model>``;
+* ``flaky-<k>-<status>`` fails its first ``k`` calls for a given last user text with
+  ``<status>`` (a 429 says ``retry-after-ms: 100`` and ``Retry-After: 1``), then answers as an
+  echo model: tests use a fresh text to get a fresh count.
 
 Usage counts words, so tests can check token accounting. Every request is recorded with its
 headers; ``GET /_requests`` returns them and ``DELETE /_requests`` clears them.
@@ -41,6 +44,7 @@ import orjson
 from aiohttp import web
 
 REQUESTS = web.AppKey("requests", list)
+FLAKY = web.AppKey("flaky", dict)
 
 
 def _text(content: Any) -> str:
@@ -240,11 +244,33 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _flaky(app: web.Application, body: dict[str, Any]) -> web.Response | None:
+    """The failure a ``flaky-<k>-<status>`` model owes this call, if it still owes one."""
+    parts = str(body.get("model") or "").split("-")
+    if len(parts) != 3 or parts[0] != "flaky" or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    messages = body.get("messages") or []
+    last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    key = (body["model"], last_user)
+    seen = app[FLAKY][key] = app[FLAKY].get(key, 0) + 1
+    if seen > int(parts[1]):
+        return None
+    status = int(parts[2])
+    response = _error(status, f"flaky failure {seen} of {parts[1]}")
+    if status == 429:
+        response.headers["retry-after-ms"] = "100"
+        response.headers["Retry-After"] = "1"
+    return response
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
     if request.headers.get("Authorization") == "Bearer reject-me":
         return _error(401, "Incorrect API key provided")
+    flaky = _flaky(request.app, body)
+    if flaky is not None:
+        return flaky
     status = await _behaviour(body["model"])
     if status is not None:
         return _error(status, f"fake failure {status}")
@@ -473,6 +499,7 @@ async def clear_requests(request: web.Request) -> web.Response:
 def make_app() -> web.Application:
     app = web.Application()
     app[REQUESTS] = []
+    app[FLAKY] = {}
     for prefix in ("/v1", "/openai/v1"):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)

@@ -20,15 +20,19 @@ from tunepipe import __version__
 from tunepipe.api import errors
 from tunepipe.api.routes import (
     base_models,
+    cache,
     chat,
     criteria,
     datasets,
     evals,
     jobs,
+    keys,
     logs,
+    moa,
     models,
     providers,
     pruning_rules,
+    routing,
     system,
 )
 from tunepipe.jobs.kinds import build_worker
@@ -80,7 +84,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for prefix in API_PREFIXES:
         chat.add_routes(app, prefix)
     for prefix in API_PREFIXES:
-        for module in (models, logs, datasets, jobs, providers, base_models, pruning_rules, criteria, evals):
+        for module in (
+            models,
+            logs,
+            datasets,
+            jobs,
+            providers,
+            base_models,
+            pruning_rules,
+            criteria,
+            evals,
+            cache,
+            keys,
+            moa,
+            routing,
+        ):
             app.include_router(module.router, prefix=prefix)
     app.include_router(system.router)
     return app

@@ -27,7 +27,7 @@ _LOCATIONS = ("body", "query", "path", "header")
 
 
 def error_response(exc: TunepipeError, headers: dict[str, str] | None = None) -> Response:
-    return json_response(exc.envelope(), status_code=exc.status_code, headers=headers)
+    return json_response(exc.envelope(), status_code=exc.status_code, headers=headers or exc.headers)
 
 
 async def _tunepipe_error(_request: Request, exc: Exception) -> Response:

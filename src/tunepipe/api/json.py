@@ -18,5 +18,7 @@ def json_response(content: Any, status_code: int = 200, headers: Mapping[str, st
     )
 
 
-def raw_json_response(body: bytes, status_code: int = 200) -> Response:
-    return Response(body, status_code=status_code, media_type="application/json")
+def raw_json_response(
+    body: bytes, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")

@@ -1,5 +1,6 @@
 """The ``tunepipe`` command line: serve, work, and manage projects, keys, providers, base models,
-datasets, pruning rules, models, jobs, criteria and evaluations.
+datasets, pruning rules, models, jobs, criteria, evaluations, the response cache, routing
+(fallbacks) and mixture-of-agents configurations.
 
 Commands parse arguments, call one use case and print; settings come from ``TUNEPIPE_*``
 environment variables, as for the server. :func:`run` is the entry point: the one place a
@@ -15,15 +16,18 @@ import typer
 
 from tunepipe import __version__
 from tunepipe.cli.base_models import base_models_app, install_default
+from tunepipe.cli.cache import cache_app
 from tunepipe.cli.context import call, console
 from tunepipe.cli.criteria import criteria_app
 from tunepipe.cli.datasets import datasets_app
 from tunepipe.cli.evals import evals_app
 from tunepipe.cli.jobs import jobs_app
+from tunepipe.cli.moa import moa_app
 from tunepipe.cli.models import models_app
 from tunepipe.cli.projects import keys_app, projects_app
 from tunepipe.cli.providers import providers_app
 from tunepipe.cli.pruning_rules import pruning_rules_app
+from tunepipe.cli.routing import routing_app
 from tunepipe.errors import TunepipeError
 from tunepipe.services.container import Container
 from tunepipe.settings import Settings
@@ -42,6 +46,9 @@ for sub, name in (
     (jobs_app, "jobs"),
     (criteria_app, "criteria"),
     (evals_app, "evals"),
+    (cache_app, "cache"),
+    (routing_app, "routing"),
+    (moa_app, "moa"),
 ):
     app.add_typer(sub, name=name)
 

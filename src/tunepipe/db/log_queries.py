@@ -103,18 +103,21 @@ def _criteria_for(conn: Any, ids: list[str]) -> dict[str, dict[int, dict[str, An
     return out
 
 
-def _bodies_for(conn: Any, ids: list[str]) -> dict[str, tuple[Any, Any]]:
+def _bodies_for(conn: Any, ids: list[str]) -> dict[str, tuple[Any, Any, Any]]:
     if not ids:
         return {}
     b = logged_call_bodies.c
-    rows = conn.execute(select(b.call_id, b.request, b.response).where(b.call_id.in_(ids)))
-    return {r.call_id: (decompress_json(r.request), decompress_json(r.response)) for r in rows}
+    rows = conn.execute(select(b.call_id, b.request, b.response, b.attempts).where(b.call_id.in_(ids)))
+    return {
+        r.call_id: (decompress_json(r.request), decompress_json(r.response), decompress_json(r.attempts))
+        for r in rows
+    }
 
 
 def _to_call(
     row: Any,
     meta: dict[str, str | None],
-    bodies: tuple[Any, Any] | None,
+    bodies: tuple[Any, Any, Any] | None,
     criteria: dict[int, dict[str, Any]] | None = None,
 ) -> LoggedCall:
     return LoggedCall(
@@ -138,12 +141,15 @@ def _to_call(
         response=bodies[1] if bodies else None,
         parent_id=row.parent_id,
         criteria=criteria or {},
+        answered_by=row.answered_by,
+        attempt_count=row.attempts,
+        attempts=bodies[2] if bodies else None,
     )
 
 
-def _contains(bodies: tuple[Any, Any] | None, needle: str) -> bool:
+def _contains(bodies: tuple[Any, Any, Any] | None, needle: str) -> bool:
     """Case-insensitive text search in the request and response bodies."""
-    request, response = bodies if bodies is not None else (None, None)
+    request, response, _ = bodies if bodies is not None else (None, None, None)
     hay = orjson.dumps([request, response]).decode()
     return needle.lower() in hay.lower()
 

@@ -142,9 +142,18 @@ def _insert(conn: Connection, records: list[_Compressed]) -> None:
                 "source": r.source,
                 "streamed": r.streamed,
                 "parent_id": r.parent_id,
+                "answered_by": _clip(r.answered_by, _MODEL_LEN),
+                "attempts": len(r.attempts) or None,
             }
         )
-        bodies.append({"call_id": r.id, "request": request, "response": response})
+        bodies.append(
+            {
+                "call_id": r.id,
+                "request": request,
+                "response": response,
+                "attempts": compress_json(r.attempts) if r.attempts else None,
+            }
+        )
         labels = {
             _clip(k, _KEY_LEN): _clip_bytes(_clip(v, None), MAX_METADATA_VALUE_BYTES)
             for k, v in r.metadata.items()

@@ -51,6 +51,10 @@ api_keys = Table(
     Column("key_prefix", String(16), nullable=False),
     Column("read_only", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    # Rate limits of the key (null: none): requests and tokens per minute, requests in flight.
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
 )
 
 # Per-project credentials for the built-in providers; they override the environment defaults.
@@ -113,6 +117,9 @@ logged_calls = Table(
     Column("streamed", Boolean, nullable=False, default=False),
     # A judge's call: the call it judged (criteria at request time), so judge spend is traceable.
     Column("parent_id", String(36), nullable=True),
+    # The model that answered (a fallback's, when the requested one failed) and the attempts made.
+    Column("answered_by", String(300), nullable=True),
+    Column("attempts", Integer, nullable=True),
     Index(None, "project_id", "requested_at"),
     Index(None, "parent_id"),
     Index(None, "project_id", "model", "requested_at"),
@@ -126,6 +133,8 @@ logged_call_bodies = Table(
     Column("call_id", String(36), ForeignKey("logged_calls.id", ondelete="CASCADE"), primary_key=True),
     Column("request", LargeBinary, nullable=True),
     Column("response", LargeBinary, nullable=True),
+    # Every attempt of a retried or fallen-back call: [{model, status, error, latency_ms}].
+    Column("attempts", LargeBinary, nullable=True),
 )
 
 logged_call_metadata = Table(
@@ -458,4 +467,43 @@ eval_judgements = Table(
     Column("cost", Float, nullable=False, default=0.0),
     Column("details", Text, nullable=True),  # JSON: shown order, each order's verdict
     Column("created_at", BigInteger, nullable=False),
+)
+
+# Cached answers (`op-cache`, spec B.8) when the database is the cache store; the key hashes the
+# project, the resolved model and the request (domain/cache_keys.py).
+response_cache = Table(
+    "response_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("model", String(300), nullable=False),  # as requested
+    Column("response", LargeBinary, nullable=False),  # zlib-compressed chat.completion JSON
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "project_id", "model"),
+    Index(None, "expires_at"),
+)
+
+# A project's default fallback chain and retries for a model (`op-fallback`/`op-retries` win).
+fallback_chains = Table(
+    "fallback_chains",
+    metadata,
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("fallbacks", Text, nullable=False),  # JSON list of models, tried in order
+    Column("retries", Integer, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# A project's mixture-of-agents configurations, served at `openpipe:moa-<slug>`.
+moa_configs = Table(
+    "moa_configs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("slug", String(100), nullable=False),
+    Column("config", Text, nullable=False),  # JSON: proposers, candidates, layers, aggregator, prompts
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "slug"),
 )

@@ -36,6 +36,8 @@ class LogRecord:
     metadata: dict[str, str | None] = field(default_factory=dict)
     parent_id: str | None = None  # a judge's call: the call it judged
     criteria: list[tuple[int, CriterionResult]] = field(default_factory=list)  # (choice index, result)
+    answered_by: str | None = None  # the model that answered (a fallback's) when not the one asked
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every try, when there was more than one
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +78,6 @@ class LoggedCall:
     response: Any = None
     parent_id: str | None = None
     criteria: dict[int, dict[str, Any]] = field(default_factory=dict)  # choice -> name -> result
+    answered_by: str | None = None
+    attempt_count: int | None = None
+    attempts: list[dict[str, Any]] | None = None

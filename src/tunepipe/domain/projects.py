@@ -23,12 +23,26 @@ class ApiKeyInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """A key's rate limits (None: no limit): requests and tokens per minute, requests in flight."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.rpm or self.tpm or self.max_concurrency)
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's project and what the key may do."""
+    """Who is calling: the key's project, what the key may do, and how fast."""
 
     project: Project
     key_id: str
     read_only: bool
+    limits: KeyLimits | None = None  # None when the key has no limit (nothing to count)
 
 
 @dataclass(frozen=True, slots=True)

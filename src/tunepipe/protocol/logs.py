@@ -178,10 +178,13 @@ def call_view(call: LoggedCall, *, bodies: bool) -> dict[str, Any]:
         "metadata": call.metadata,
         "parentId": call.parent_id,
         "criteriaResults": {str(i): results for i, results in sorted(call.criteria.items())},
+        "answeredBy": call.answered_by or call.model,
+        "attemptCount": call.attempt_count or 1,
     }
     if bodies:
         out["reqPayload"] = call.request
         out["respPayload"] = call.response
+        out["attempts"] = call.attempts
     return out
 
 

@@ -8,7 +8,7 @@ provider's own message kept in the text.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -41,7 +41,24 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, str | None, str | 
     return None, None, None, None
 
 
-def error_from_response(status: int, raw: bytes, provider: str) -> UpstreamError:
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds a provider asked to wait: ``retry-after-ms`` (OpenAI's), else ``Retry-After`` in
+    seconds (an HTTP date is not worth the parsing here: it is treated as absent)."""
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue
+    return None
+
+
+def error_from_response(
+    status: int, raw: bytes, provider: str, headers: Mapping[str, str] | None = None
+) -> UpstreamError:
     """The error to raise for a non-2xx provider answer."""
     try:
         body: Any = orjson.loads(raw) if raw else None
@@ -52,10 +69,19 @@ def error_from_response(status: int, raw: bytes, provider: str) -> UpstreamError
         message = body if isinstance(body, str) and body else f"{provider} returned HTTP {status}"
     if 400 <= status < 500:
         return UpstreamRejected(
-            message, upstream_status=status, upstream_body=body, error_type=err_type, param=param, code=code
+            message,
+            upstream_status=status,
+            upstream_body=body,
+            error_type=err_type,
+            param=param,
+            code=code,
+            retry_after_s=retry_after(headers),
         )
     return UpstreamUnavailable(
-        f"{provider} failed with HTTP {status}: {message}", upstream_status=status, upstream_body=body
+        f"{provider} failed with HTTP {status}: {message}",
+        upstream_status=status,
+        upstream_body=body,
+        retry_after_s=retry_after(headers),
     )
 
 
@@ -73,7 +99,7 @@ async def post_json(
         async with session.post(url, data=data, headers=headers) as resp:
             raw = await resp.read()
             if resp.status >= 300:
-                raise error_from_response(resp.status, raw, provider)
+                raise error_from_response(resp.status, raw, provider, resp.headers)
             return raw
     except UpstreamError:
         raise
@@ -94,7 +120,7 @@ async def open_response(
             raw = await resp.read()
         finally:
             resp.release()
-        raise error_from_response(resp.status, raw, provider)
+        raise error_from_response(resp.status, raw, provider, resp.headers)
     return resp
 
 

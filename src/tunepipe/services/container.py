@@ -40,9 +40,12 @@ from tunepipe.services.evals.service import EvalService
 from tunepipe.services.fine_tunes.service import FineTuneService
 from tunepipe.services.fine_tunes.serving import FineTuneServing
 from tunepipe.services.fine_tunes.training import Trainer
+from tunepipe.services.gateway.cache import ResponseCache
+from tunepipe.services.gateway.calls import Breaker, Calls
 from tunepipe.services.gateway.chat import ChatService
 from tunepipe.services.gateway.criteria import CriteriaStep
 from tunepipe.services.gateway.judge import Judge
+from tunepipe.services.gateway.limits import RateLimits
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.jobs.queue import JobService
 from tunepipe.services.local.registry import BaseModelService
@@ -54,6 +57,8 @@ from tunepipe.services.projects.auth import Authenticator
 from tunepipe.services.projects.providers import ProviderService
 from tunepipe.services.projects.service import ProjectService
 from tunepipe.settings import Settings
+from tunepipe.stores.limits import Limiter, MemoryLimiter, RedisLimiter
+from tunepipe.stores.responses import CacheStore, DatabaseStore, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,9 @@ class Container:
     alignment: Alignment
     evals: EvalService
     eval_runner: EvalRunner
+    cache: ResponseCache
+    calls: Calls
+    limits: RateLimits
 
     @classmethod
     def build(cls, settings: Settings, db: Database, session: aiohttp.ClientSession) -> Container:
@@ -118,7 +126,13 @@ class Container:
         logger = RequestLogger(writer)
         judge = Judge(router, logger, concurrency=settings.judge_concurrency)
         outputs = EntryOutputs(db, router)
-        limits = Limits(
+        store: CacheStore = RedisStore(settings.redis_url) if settings.redis_url else DatabaseStore(db)
+        limiter: Limiter = RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
+        cache = ResponseCache(store, default_ttl_s=settings.cache_ttl_s)
+        breaker = Breaker(threshold=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s)
+        calls = Calls(router, breaker, max_total_wait_s=settings.retry_max_wait_s)
+        limits = RateLimits(limiter)
+        grader_limits = Limits(
             timeout_s=settings.grader_timeout_s,
             cpu_s=settings.grader_cpu_s,
             memory_mb=settings.grader_memory_mb,
@@ -138,7 +152,7 @@ class Container:
             serving=serving,
             router=router,
             catalog=ModelCatalog(router, fine_tunes),
-            chat=ChatService(router, logger, CriteriaStep(db, judge)),
+            chat=ChatService(router, logger, CriteriaStep(db, judge), calls, cache, limits),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),
@@ -154,8 +168,11 @@ class Container:
             alignment=Alignment(db, judge, outputs, max_attempts=attempts, feed=feed),
             evals=EvalService(db, router, max_attempts=attempts, feed=feed),
             eval_runner=EvalRunner(
-                db, judge, outputs, concurrency=settings.eval_concurrency, grader_limits=limits
+                db, judge, outputs, concurrency=settings.eval_concurrency, grader_limits=grader_limits
             ),
+            cache=cache,
+            calls=calls,
+            limits=limits,
         )
 
     @classmethod
@@ -176,8 +193,12 @@ class Container:
         c.writer.start()
         try:
             await c.feed.start(poll=follow_changes)
+            if follow_changes:
+                c.cache.start()
             yield c
         finally:
+            await c.cache.close()
+            await c.limits.limiter.close()
             await c.feed.close()
             c.local.close()
             await c.writer.close()

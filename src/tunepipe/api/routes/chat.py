@@ -27,11 +27,13 @@ async def create_chat_completion(request: Request) -> Response:
     caller = await state.auth.principal(request.headers.get("authorization"))
     prepared = await state.chat.prepare(caller, await request.body(), request.headers)
     if prepared.request.stream:
-        events = await state.chat.stream(caller, prepared)
-        return StreamingResponse(sse(events), media_type="text/event-stream", headers=_SSE_HEADERS)
+        streamed = await state.chat.stream(caller, prepared)
+        headers = {**_SSE_HEADERS, **streamed.headers}
+        return StreamingResponse(sse(streamed.events), media_type="text/event-stream", headers=headers)
     completion = await state.chat.complete(caller, prepared)
     # An OpenAI-compatible upstream's own bytes go back as they came (no re-encoding).
-    return raw_json_response(completion.raw if completion.raw is not None else orjson.dumps(completion.data))
+    body = completion.raw if completion.raw is not None else orjson.dumps(completion.data)
+    return raw_json_response(body, headers=completion.headers)
 
 
 def add_routes(app: Starlette, prefix: str) -> None:

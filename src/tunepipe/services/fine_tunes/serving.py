@@ -64,11 +64,12 @@ class FineTuneServing:
         project_id, _, slug = key.partition("/")
         self._providers.cache_invalidate(project_id, slug)
 
-    async def provider(self, principal: Principal, slug: str) -> ChatProvider:
-        """The provider serving the project's deployed model ``slug``."""
+    async def served(self, principal: Principal, slug: str) -> tuple[ChatProvider, str]:
+        """The provider serving the project's deployed model ``slug``, and the model's identity
+        (its id: a model trained later under the same slug is another model)."""
         return await self._providers(principal.project.id, bare_slug(slug))
 
-    async def _resolve(self, project_id: str, slug: str) -> ChatProvider:
+    async def _resolve(self, project_id: str, slug: str) -> tuple[ChatProvider, str]:
         ft = await self._db.run(repo.get_by_slug, project_id, slug)
         if ft is None:
             raise NotFound(
@@ -80,7 +81,7 @@ class FineTuneServing:
                 param="model",
                 code="model_not_deployed",
             )
-        return await self.provider_for(ft)
+        return await self.provider_for(ft), adapter_name(ft)
 
     async def provider_for(self, ft: FineTune) -> ChatProvider:
         """A provider for ``ft`` whatever its status (its test set runs before it is DEPLOYED)."""

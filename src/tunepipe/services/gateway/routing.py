@@ -9,7 +9,7 @@ router knows nothing of training).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
@@ -17,11 +17,13 @@ from async_lru import alru_cache
 from sqlalchemy import Connection
 
 from tunepipe.db import provider_config
+from tunepipe.db import routing as routing_repo
 from tunepipe.db.database import Database
 from tunepipe.db.secrets import SecretBox
 from tunepipe.domain.model_ref import ModelRef, RouteKind
 from tunepipe.domain.pricing import Price, price_for
 from tunepipe.domain.projects import ExternalProvider, Principal, ProviderKey
+from tunepipe.domain.routing import FallbackChain
 from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
 from tunepipe.providers.anthropic import AnthropicProvider
 from tunepipe.providers.base import ChatProvider
@@ -37,15 +39,19 @@ MAX_CACHED_PROJECTS = 10_000
 
 
 class FineTuneResolver(Protocol):
-    async def provider(self, principal: Principal, slug: str) -> ChatProvider:
-        """The provider serving the project's deployed fine-tune ``slug`` (raises NotFound)."""
+    async def served(self, principal: Principal, slug: str) -> tuple[ChatProvider, str]:
+        """The provider serving the project's deployed fine-tune ``slug`` and the model's
+        identity (raises NotFound)."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectProviders:
+    """A project's routing settings, cached together and dropped together on a change notice."""
+
     keys: dict[str, ProviderKey]
     external: dict[str, ExternalProvider]
+    fallbacks: dict[str, FallbackChain] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,14 @@ class Route:
     ref: ModelRef
     provider: ChatProvider
     price: Price | None
+    identity: str = ""
+    """What the model is, whatever it is called: a fine-tune's id, else its routed name (what the
+    response cache keys on)."""
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            slug = f"{self.ref.provider_slug}/" if self.ref.provider_slug else ""
+            object.__setattr__(self, "identity", f"{self.ref.kind.value}:{slug}{self.ref.name}")
 
 
 class Router:
@@ -89,9 +103,14 @@ class Router:
         def load(conn: Connection) -> ProjectProviders:
             keys = provider_config.list_provider_keys(conn, self._box, project_id)
             external = provider_config.list_external_providers(conn, self._box, project_id)
-            return ProjectProviders(keys=keys, external={p.slug: p for p in external})
+            chains = routing_repo.list_chains(conn, project_id)
+            return ProjectProviders(keys=keys, external={p.slug: p for p in external}, fallbacks=chains)
 
         return await self._db.run(load)
+
+    async def fallback_chain(self, principal: Principal, model: str) -> FallbackChain | None:
+        """The project's default fallbacks and retries for ``model``, if it set any."""
+        return (await self.project_providers(principal.project.id)).fallbacks.get(model)
 
     def credentials(self, kind: RouteKind, providers: ProjectProviders) -> tuple[str, str | None]:
         s = self._settings
@@ -117,7 +136,8 @@ class Router:
 
     async def resolve(self, principal: Principal, ref: ModelRef) -> Route:
         if ref.kind is RouteKind.FINE_TUNE:
-            return Route(ref=ref, provider=await self._fine_tunes.provider(principal, ref.name), price=None)
+            served, identity = await self._fine_tunes.served(principal, ref.name)
+            return Route(ref=ref, provider=served, price=None, identity=identity)
         if ref.kind is RouteKind.LOCAL:
             return Route(ref=ref, provider=await self.local.provider(ref.name), price=None)
         if ref.is_plain_openai and principal.read_only:

@@ -16,6 +16,7 @@ from tunepipe.domain.criteria import CriterionResult
 from tunepipe.domain.ids import uuid7
 from tunepipe.domain.logs import LogRecord
 from tunepipe.domain.pricing import Price
+from tunepipe.domain.routing import Attempt
 from tunepipe.errors import TunepipeError
 
 
@@ -35,6 +36,16 @@ class CallLog:
     source: str = "proxy"
     parent_id: str | None = None
     criteria: list[tuple[int, CriterionResult]] = field(default_factory=list)
+    cache_hit: bool = False
+    answered_by: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def tries(self) -> tuple[str | None, list[dict[str, Any]]]:
+        """What the log keeps of the tries: the answering model and every try, only when there
+        was more than one (a plain call stays a narrow row)."""
+        if len(self.attempts) <= 1 and self.answered_by in (None, self.model):
+            return None, []
+        return self.answered_by, [a.as_dict() for a in self.attempts]
 
 
 def usage_of(completion: Any) -> tuple[int | None, int | None]:
@@ -90,6 +101,8 @@ def build_record(
     record_id: str | None = None,
     parent_id: str | None = None,
     criteria: list[tuple[int, CriterionResult]] | None = None,
+    cost_override: float | None = None,
+    tries: tuple[str | None, list[dict[str, Any]]] = (None, []),
 ) -> LogRecord:
     parsed = (
         parsed_response
@@ -98,8 +111,12 @@ def build_record(
     )
     input_tokens, output_tokens = usage_of(parsed)
     cost = None
-    if price is not None and input_tokens is not None and output_tokens is not None and not cache_hit:
+    if cache_hit:
+        cost = 0.0
+    elif price is not None and input_tokens is not None and output_tokens is not None:
         cost = price.cost(input_tokens, output_tokens)
+    if cost_override is not None and not cache_hit:
+        cost = cost_override
     return LogRecord(
         id=record_id or uuid7(),
         project_id=project_id,
@@ -121,6 +138,8 @@ def build_record(
         metadata=dict(metadata or {}),
         parent_id=parent_id,
         criteria=list(criteria or []),
+        answered_by=tries[0],
+        attempts=tries[1],
     )
 
 
@@ -137,6 +156,7 @@ class RequestLogger:
         streamed: bool = False,
         error_message: str | None = None,
         status_code: int = 200,
+        cost: float | None = None,
     ) -> None:
         """Log a completion; a stream that broke off is logged with what arrived, the error and
         its status (499 when the client went away)."""
@@ -160,6 +180,9 @@ class RequestLogger:
                 record_id=call.id,
                 parent_id=call.parent_id,
                 criteria=call.criteria,
+                cache_hit=call.cache_hit,
+                cost_override=cost,
+                tries=call.tries(),
             )
         )
 
@@ -181,5 +204,6 @@ class RequestLogger:
                 streamed=streamed,
                 record_id=call.id,
                 parent_id=call.parent_id,
+                tries=call.tries(),
             )
         )

@@ -1,0 +1,7 @@
+"""(filled in below)"""
+
+from __future__ import annotations
+
+import typer
+
+cache_app = typer.Typer(help="(filled in below)", no_args_is_help=True)

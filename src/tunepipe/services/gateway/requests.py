@@ -1,0 +1,150 @@
+"""A chat request as the pipeline takes it: the caller's JSON, validated against the full
+OpenAI schema (a 400 naming the offending field), its ``op-*`` headers read, and its log record
+begun, so that a request that fails here is logged with its labels too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from tunepipe.domain.cache_keys import CacheMode, parse_mode, parse_ttl
+from tunepipe.domain.clock import now_ms
+from tunepipe.domain.labels import merge_labels, parse_tags_header
+from tunepipe.domain.projects import Principal
+from tunepipe.domain.routing import parse_fallback_header, parse_retries_header
+from tunepipe.errors import InvalidRequest
+from tunepipe.protocol.chat import ChatCompletionRequest
+from tunepipe.services.logs.recording import CallLog, RequestLogger
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The ``op-*`` headers of one call."""
+
+    log_request: bool
+    tags: dict[str, str]
+    cache: CacheMode | None
+    cache_ttl_s: int | None
+    criteria: tuple[str, ...]
+    fallbacks: tuple[str, ...] | None
+    retries: int | None
+
+
+@dataclass(slots=True)
+class Prepared:
+    body: dict[str, Any]
+    request: ChatCompletionRequest
+    call: CallLog
+    options: Options
+
+
+def _criteria_header(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Failed to parse op-criteria: {exc}", param="op-criteria") from exc
+    if not isinstance(parsed, list) or not all(isinstance(c, str) for c in parsed):
+        raise InvalidRequest("op-criteria must be a JSON array of criterion ids", param="op-criteria")
+    return tuple(parsed)
+
+
+def read_options(headers: Mapping[str, str]) -> Options:
+    return Options(
+        log_request=headers.get("op-log-request", "true").strip().lower() != "false",
+        tags=parse_tags_header(headers.get("op-tags")),
+        cache=parse_mode(headers.get("op-cache")),
+        cache_ttl_s=parse_ttl(headers.get("op-cache-ttl")),
+        criteria=_criteria_header(headers.get("op-criteria")),
+        fallbacks=parse_fallback_header(headers.get("op-fallback")),
+        retries=parse_retries_header(headers.get("op-retries")),
+    )
+
+
+def _field_path(err: ErrorDetails, body: Any) -> list[str | int]:
+    """The path of the offending field in the caller's JSON.
+
+    Pydantic's ``loc`` also holds discriminator tags (``user``) and union-member labels
+    (``str``, ``literal[...]``) that name no field; walking the body alongside drops them. A
+    last segment that is not in the body is a missing required field and is kept.
+    """
+    path: list[str | int] = []
+    node = body
+    loc = err["loc"]
+    for i, seg in enumerate(loc):
+        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            node = node[seg]
+        elif isinstance(node, dict) and isinstance(seg, str) and (seg in node or i == len(loc) - 1):
+            node = node.get(seg)
+        else:
+            continue
+        path.append(seg)
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        path.append(str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"))
+    return path
+
+
+def _validation_message(exc: ValidationError, body: Any) -> tuple[str, str | None]:
+    """Message and ``param`` (OpenAI's spelling, ``messages[0].content``) of the most specific
+    error: with unions pydantic reports every member, and the deepest path is the useful one."""
+    paths = [(_field_path(err, body), err) for err in exc.errors(include_url=False)]
+    path, err = max(paths, key=lambda p: len(p[0]))
+    param = "".join(f"[{seg}]" if isinstance(seg, int) else f".{seg}" for seg in path).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    if not param:
+        return f"Invalid request: {msg}", None
+    return f"Invalid request: `{param}`: {msg}", param
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from exc
+
+
+async def prepare(
+    logger: RequestLogger, principal: Principal, raw: bytes, headers: Mapping[str, str]
+) -> Prepared:
+    """Parse and validate; a failure here is logged (when logging is on) and raised."""
+    call = CallLog(
+        project_id=principal.project.id,
+        requested_at=now_ms(),
+        model=None,
+        request=raw,
+        enabled=not principal.read_only and headers.get("op-log-request", "").lower() != "false",
+    )
+    try:
+        body = _decode(raw)
+        if not isinstance(body, dict):
+            raise InvalidRequest("Request body must be a JSON object")
+        call.request = body
+        if body.get("store") is False:  # an opt-out holds even when the rest is invalid
+            call.enabled = False
+        if isinstance(body.get("model"), str):
+            call.model = body["model"]
+        # Labels first, so a request that fails validation is still logged with them.
+        metadata = body.get("metadata")
+        call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None)
+        options = read_options(headers)
+        call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None, options.tags)
+        try:
+            request = ChatCompletionRequest.model_validate(body)
+        except ValidationError as exc:
+            message, param = _validation_message(exc, body)
+            raise InvalidRequest(message, param=param) from exc
+    except InvalidRequest as exc:
+        if isinstance(call.request, bytes):
+            call.request = {"raw": call.request.decode("utf-8", "replace")}
+        await logger.failure(call, exc)
+        raise
+    call.enabled = options.log_request and request.store is not False and not principal.read_only
+    call.metadata = merge_labels(request.metadata, options.tags)
+    return Prepared(body=body, request=request, call=call, options=options)

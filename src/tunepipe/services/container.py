@@ -43,6 +43,7 @@ from tunepipe.services.fine_tunes.training import Trainer
 from tunepipe.services.gateway.cache import ResponseCache
 from tunepipe.services.gateway.calls import Breaker, Calls
 from tunepipe.services.gateway.chat import ChatService
+from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.criteria import CriteriaStep
 from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.limits import RateLimits
@@ -104,6 +105,7 @@ class Container:
     cache: ResponseCache
     calls: Calls
     limits: RateLimits
+    fallbacks: Fallbacks
 
     @classmethod
     def build(cls, settings: Settings, db: Database, session: aiohttp.ClientSession) -> Container:
@@ -144,8 +146,8 @@ class Container:
             feed=feed,
             session=session,
             writer=writer,
-            auth=Authenticator(db, settings.auth_cache_ttl_s),
-            projects=ProjectService(db),
+            auth=Authenticator(db, settings.auth_cache_ttl_s, feed),
+            projects=ProjectService(db, feed),
             providers=ProviderService(db, box, feed),
             base_models=base_models,
             local=local,
@@ -173,6 +175,7 @@ class Container:
             cache=cache,
             calls=calls,
             limits=limits,
+            fallbacks=Fallbacks(db, router, breaker, feed),
         )
 
     @classmethod

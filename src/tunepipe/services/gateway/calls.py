@@ -186,7 +186,8 @@ class Calls:
         try:
             result = await call
         except TunepipeError as exc:
-            outcome.attempts.append(Attempt(model, exc.status_code, _ms(started), exc.message))
+            status = exc.upstream_status if isinstance(exc, UpstreamError) and exc.upstream_status else None
+            outcome.attempts.append(Attempt(model, status or exc.status_code, _ms(started), exc.message))
             self.breaker.failed(principal.project.id, model, exc.message)
             raise
         outcome.attempts.append(Attempt(model, 200, _ms(started)))

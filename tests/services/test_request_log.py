@@ -1,6 +1,7 @@
 """Deriving a log record from a finished call (tokens, cost, finish reason, completion id) and
 the logger's opt-out, with a real writer on a real SQLite database."""
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.ids import uuid7
 from tunepipe.domain.logs import LogFilter
 from tunepipe.domain.pricing import Price
 from tunepipe.errors import UpstreamRejected
@@ -82,7 +84,7 @@ def test_build_record_prices_gpt4o_call() -> None:
     assert record.metadata == {"k": "v"}
 
 
-def test_build_record_cache_hit_or_unknown_price_has_no_cost() -> None:
+def test_build_record_cache_hit_costs_nothing_and_unknown_price_has_no_cost() -> None:
     common = {
         "project_id": "p",
         "requested_at": 1,
@@ -93,7 +95,8 @@ def test_build_record_cache_hit_or_unknown_price_has_no_cost() -> None:
         "request": {},
         "response": COMPLETION,
     }
-    assert build_record(**common, price=Price(2.5, 10.0), cache_hit=True).cost is None
+    hit = build_record(**common, price=Price(2.5, 10.0), cache_hit=True)
+    assert (hit.cost, hit.cache_hit, hit.input_tokens) == (0.0, True, 1200)  # the stored usage, no cost
     assert build_record(**common, price=None).cost is None
     assert build_record(**common, price=Price(2.5, 10.0)).input_tokens == 1200  # parsed from dict response
 
@@ -131,7 +134,7 @@ async def test_request_logger_writes_success_and_failure(engine: Engine) -> None
     )
     await logger.success(call, COMPLETION, raw=orjson.dumps(COMPLETION))
     error = UpstreamRejected("fake failure 429", upstream_status=429, error_type="rate_limit_error")
-    await logger.failure(call, error)
+    await logger.failure(dataclasses.replace(call, id=uuid7()), error)  # another call, same shape
     await writer.close()
     calls = Database(engine).run_sync(list_calls, project, LogFilter(), with_bodies=True)[0]
     ok, failed = sorted(calls, key=lambda c: c.status_code or 0)  # same requested_at

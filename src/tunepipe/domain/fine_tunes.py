@@ -150,7 +150,10 @@ def progress_view(job: Job | None) -> dict[str, Any]:
 
 
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-SLUG_RULE = "Slugs are 1-200 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+SLUG_RULE = (
+    "Slugs are 1-200 letters, digits, `.`, `_` or `-`, starting with a letter or digit and not with "
+    "`moa-` (mixture-of-agents models are served there)"
+)
 
 MIN_TRAIN_ROWS = 10
 """Fewer TRAIN rows than this cannot make a useful model (OpenPipe refused tiny datasets too)."""
@@ -175,7 +178,7 @@ MIN_ROWS_FOR_EARLY_STOPPING = 40  # ten validation rows' worth of the minimum: b
 
 
 def check_slug(slug: str) -> bool:
-    return bool(SLUG.match(slug))
+    return bool(SLUG.match(slug)) and not slug.lower().startswith("moa-")
 
 
 def default_epochs(train_rows: int) -> float:

@@ -3,7 +3,11 @@
 ``gpt-4o`` and ``openai:gpt-4o`` go to OpenAI; ``anthropic:…`` and ``gemini:…`` to those
 providers; ``openpipe:<provider>/<model>`` to a project's external provider; and
 ``openpipe:<slug>`` to a model trained by tunepipe; ``local:<name>`` to a base model run
-in-process by the local engine.
+in-process by the local engine; ``moa:<model>`` to a mixture of agents over any of those
+(:mod:`tunepipe.domain.moa`).
+
+``openpipe:moa-<…>`` stays a fine-tune reference here: whether it names a built-in mixture, a
+project's configuration or nothing is the router's question, since only it can look.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class RouteKind(StrEnum):
     EXTERNAL = "external"
     FINE_TUNE = "fine_tune"
     LOCAL = "local"
+    MOA = "moa"
 
 
 _PREFIXES = {
@@ -44,10 +49,33 @@ class ModelRef:
         return self.kind is RouteKind.OPENAI
 
 
+MOA_PREFIX = "moa:"
+MOA_SLUG_PREFIX = "moa-"
+"""``openpipe:moa-<…>`` names a mixture of agents (fine-tune slugs may not start with it)."""
+
+
+def names_moa(ref: ModelRef) -> bool:
+    """Whether ``ref`` is (or may be) a mixture of agents rather than one model."""
+    return ref.kind is RouteKind.MOA or (
+        ref.kind is RouteKind.FINE_TUNE and ref.name.startswith(MOA_SLUG_PREFIX)
+    )
+
+
 def parse_model(model: str) -> ModelRef:
     """Parse a ``model`` field; raise :class:`InvalidRequest` for an unusable one."""
     if not model or not model.strip():
         raise InvalidRequest("`model` must be a non-empty string", param="model")
+    if model.startswith(MOA_PREFIX):
+        inner = model[len(MOA_PREFIX) :]
+        if not inner:
+            raise InvalidRequest(f"Model name missing after `{MOA_PREFIX}`", param="model")
+        # The inner name must route on its own; a mixture of mixtures is refused (its cost and
+        # latency multiply, and nothing is gained that more candidates would not give).
+        if names_moa(parse_model(inner)):
+            raise InvalidRequest(
+                f"`{model}`: a mixture of agents cannot be made of another mixture", param="model"
+            )
+        return ModelRef(RouteKind.MOA, inner, prefixed=True)
     for prefix, kind in _PREFIXES.items():
         if model.startswith(prefix):
             name = model[len(prefix) :]

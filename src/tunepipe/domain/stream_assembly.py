@@ -31,6 +31,7 @@ class StreamAssembler:
         self.created: int | None = None
         self.system_fingerprint: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.extra: dict[str, Any] = {}  # a provider's own top-level report (mixture of agents' stages)
         self.chunks = 0
         self._choices: dict[int, _Choice] = {}
 
@@ -42,6 +43,8 @@ class StreamAssembler:
         self.system_fingerprint = self.system_fingerprint or chunk.get("system_fingerprint")
         if chunk.get("usage"):
             self.usage = chunk["usage"]
+        if chunk.get("moa"):
+            self.extra["moa"] = chunk["moa"]
         for c in chunk.get("choices") or ():
             self._feed_choice(c)
 
@@ -121,4 +124,5 @@ class StreamAssembler:
             out["system_fingerprint"] = self.system_fingerprint
         if self.usage is not None:
             out["usage"] = self.usage
+        out.update(self.extra)
         return out

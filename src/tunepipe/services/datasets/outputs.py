@@ -106,7 +106,8 @@ class EntryOutputs:
             "response_format": entry.data.response_format,
         }
         body = {**answer_request(row), "model": route.ref.name}
-        completion = (await route.provider.complete(body)).data
+        answered = await route.provider.complete(body)
+        completion = answered.data
         prompt, output_tokens = usage_of(completion)
         try:
             message = first_choice(completion)
@@ -120,7 +121,7 @@ class EntryOutputs:
             finish_reason=completion["choices"][0].get("finish_reason"),
             prompt_tokens=prompt,
             completion_tokens=output_tokens,
-            cost=cost_of(route.price, completion),
+            cost=answered.cost if answered.cost is not None else cost_of(route.price, completion),
         )
         await self._db.run(repo.save, principal.project.id, [answer])
         return answer

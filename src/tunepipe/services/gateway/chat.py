@@ -262,7 +262,12 @@ class ChatService:
             await self._limits.release(state.ticket, _tokens(completion))
             call.answered_by, call.attempts = state.outcome.model, state.outcome.attempts
             await self._logger.success(
-                call, completion, streamed=True, error_message=failure, status_code=status
+                call,
+                completion,
+                streamed=True,
+                error_message=failure,
+                status_code=status,
+                cost=(completion.get("moa") or {}).get("cost"),
             )
 
     async def _judge_stream(

@@ -133,8 +133,9 @@ class Judge:
         except TunepipeError as exc:
             await self._logger.failure(call, exc)
             raise
-        await self._logger.success(call, completion.data)
-        return completion.data, cost_of(route.price, completion.data)
+        await self._logger.success(call, completion.data, cost=completion.cost)
+        cost = completion.cost if completion.cost is not None else cost_of(route.price, completion.data)
+        return completion.data, cost
 
     async def criterion(
         self, principal: Principal, criterion: Criterion, sample: Sample, *, log: JudgeLog | None = None

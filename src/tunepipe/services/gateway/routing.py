@@ -5,6 +5,12 @@ short-lived cache (dropped on every change notice, :mod:`tunepipe.services.chang
 costs no database round trip on the hot path. ``local:<name>`` is served by the local engine and
 ``openpipe:<slug>`` by whatever resolves fine-tunes (:class:`FineTuneResolver`, injected: the
 router knows nothing of training).
+
+A mixture of agents is a provider built here (:class:`~tunepipe.providers.moa.MoaProvider`) over
+routes resolved here, so nothing downstream tells it from a model: ``moa:<model>`` mixes one
+model with itself, and ``openpipe:moa-<…>`` is one of OpenPipe's built-in mixtures or a
+project's configuration (cached with the provider settings, dropped on the same notices), else,
+as before, a fine-tune.
 """
 
 from __future__ import annotations
@@ -16,17 +22,20 @@ import aiohttp
 from async_lru import alru_cache
 from sqlalchemy import Connection
 
+from tunepipe.db import moa as moa_repo
 from tunepipe.db import provider_config
 from tunepipe.db import routing as routing_repo
 from tunepipe.db.database import Database
 from tunepipe.db.secrets import SecretBox
-from tunepipe.domain.model_ref import ModelRef, RouteKind
+from tunepipe.domain.moa import BUILTIN, MoaConfig, ProjectMoa, single
+from tunepipe.domain.model_ref import MOA_SLUG_PREFIX, ModelRef, RouteKind, names_moa, parse_model
 from tunepipe.domain.pricing import Price, price_for
 from tunepipe.domain.projects import ExternalProvider, Principal, ProviderKey
 from tunepipe.domain.routing import FallbackChain
 from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
 from tunepipe.providers.anthropic import AnthropicProvider
 from tunepipe.providers.base import ChatProvider
+from tunepipe.providers.moa import Agent, MoaProvider
 from tunepipe.providers.openai_compat import OpenAICompatProvider
 from tunepipe.services.changes import ChangeFeed
 from tunepipe.services.local.serving import LocalModels
@@ -36,6 +45,9 @@ from tunepipe.settings import Settings
 _OFFICIAL_HOSTS = ("api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com")
 _ENV_NAMES = {RouteKind.OPENAI: "OPENAI", RouteKind.ANTHROPIC: "ANTHROPIC", RouteKind.GEMINI: "GEMINI"}
 MAX_CACHED_PROJECTS = 10_000
+# Routes whose upstream takes `n` (several choices in one call); a mixture asks the others for
+# its candidates one call each (Anthropic's translation refuses n > 1).
+_N_KINDS = frozenset({RouteKind.OPENAI, RouteKind.EXTERNAL, RouteKind.LOCAL, RouteKind.FINE_TUNE})
 
 
 class FineTuneResolver(Protocol):
@@ -52,6 +64,7 @@ class ProjectProviders:
     keys: dict[str, ProviderKey]
     external: dict[str, ExternalProvider]
     fallbacks: dict[str, FallbackChain] = field(default_factory=dict)
+    moa: dict[str, ProjectMoa] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +117,12 @@ class Router:
             keys = provider_config.list_provider_keys(conn, self._box, project_id)
             external = provider_config.list_external_providers(conn, self._box, project_id)
             chains = routing_repo.list_chains(conn, project_id)
-            return ProjectProviders(keys=keys, external={p.slug: p for p in external}, fallbacks=chains)
+            return ProjectProviders(
+                keys=keys,
+                external={p.slug: p for p in external},
+                fallbacks=chains,
+                moa=moa_repo.list_configs(conn, project_id),
+            )
 
         return await self._db.run(load)
 
@@ -136,10 +154,18 @@ class Router:
 
     async def resolve(self, principal: Principal, ref: ModelRef) -> Route:
         if ref.kind is RouteKind.FINE_TUNE:
+            if ref.name.startswith(MOA_SLUG_PREFIX):
+                mixture = await self._named_mixture(principal, ref)
+                if mixture is not None:
+                    return mixture
             served, identity = await self._fine_tunes.served(principal, ref.name)
             return Route(ref=ref, provider=served, price=None, identity=identity)
         if ref.kind is RouteKind.LOCAL:
             return Route(ref=ref, provider=await self.local.provider(ref.name), price=None)
+        if ref.kind is RouteKind.MOA:
+            inner = await self._member(principal, ref.name)
+            mixed = self._mixture(single(ref.name), {ref.name: inner}, name=f"moa:{ref.name}")
+            return Route(ref=ref, provider=mixed, price=None, identity=f"moa:{inner.identity}")
         if ref.is_plain_openai and principal.read_only:
             raise PermissionDenied("Read-only OpenPipe API keys cannot access the base OpenAI API")
         providers = await self.project_providers(principal.project.id)
@@ -153,6 +179,43 @@ class Router:
             name = "Gemini" if ref.kind is RouteKind.GEMINI else "OpenAI"
             provider = OpenAICompatProvider(self._session, base_url=base_url, api_key=api_key, name=name)
         return Route(ref=ref, provider=provider, price=price_for(ref.kind, ref.name))
+
+    async def _named_mixture(self, principal: Principal, ref: ModelRef) -> Route | None:
+        """``openpipe:moa-<…>``: a built-in mixture or the project's configuration, else None."""
+        config = BUILTIN.get(ref.name)
+        identity = f"moa:{ref.name}"
+        if config is None:
+            providers = await self.project_providers(principal.project.id)
+            found = providers.moa.get(ref.name.removeprefix(MOA_SLUG_PREFIX))
+            if found is None:
+                return None
+            # A replaced configuration is another model: the response cache must not mix them.
+            config, identity = found.config, f"moa:{found.id}@{found.updated_at}"
+        members = {
+            m: await self._member(principal, m) for m in dict.fromkeys([*config.proposers, config.aggregator])
+        }
+        provider = self._mixture(config, members, name=f"openpipe:{ref.name}")
+        return Route(ref=ref, provider=provider, price=None, identity=identity)
+
+    async def _member(self, principal: Principal, model: str) -> Route:
+        ref = parse_model(model)
+        if names_moa(ref):  # checked when configurations are written; never recurse regardless
+            raise InvalidRequest(f"A mixture of agents cannot contain another: {model!r}", param="model")
+        return await self.resolve(principal, ref)
+
+    @staticmethod
+    def _mixture(config: MoaConfig, members: dict[str, Route], *, name: str) -> MoaProvider:
+        def agent(model: str) -> Agent:
+            route = members[model]
+            return Agent(
+                model=model,
+                upstream=route.ref.name,
+                provider=route.provider,
+                price=route.price,
+                supports_n=route.ref.kind in _N_KINDS,
+            )
+
+        return MoaProvider(config, [agent(m) for m in config.proposers], agent(config.aggregator), name=name)
 
     def _external(self, ref: ModelRef, providers: ProjectProviders) -> Route:
         assert ref.provider_slug is not None

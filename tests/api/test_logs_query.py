@@ -223,12 +223,13 @@ def test_logs_bodies_only_when_asked(gateway: Gateway) -> None:
     plain = get_logs(gateway, model=model)
     assert plain["object"] == "list"
     (row,) = plain["data"]
-    assert "reqPayload" not in row and "respPayload" not in row
+    assert "reqPayload" not in row and "respPayload" not in row and "attempts" not in row
     assert row["inputTokens"] == 5 and row["outputTokens"] == 7
     (full,) = get_logs(gateway, model=model, bodies="true")["data"]
     assert full["reqPayload"]["messages"][0]["content"] == text
     assert full["respPayload"]["choices"][0]["message"]["content"] == f"re {text}"
-    assert {k: v for k, v in full.items() if k not in ("reqPayload", "respPayload")} == row
+    assert full["attempts"] is None  # one try: nothing more to say
+    assert {k: v for k, v in full.items() if k not in ("reqPayload", "respPayload", "attempts")} == row
 
 
 def test_logs_get_one_returns_full_view(gateway: Gateway) -> None:

@@ -320,7 +320,7 @@ def test_local_testing_only_latest_logged_call_via_sdk(gateway: Gateway) -> None
     assert latest.created_at.tzinfo is not None
 
 
-def test_check_cache_always_misses(gateway: Gateway) -> None:
+def test_check_cache_misses_when_nothing_is_stored(gateway: Gateway) -> None:
     result = op(gateway).base_client.check_cache(
         requested_at=T0, req_payload={"model": "gpt-4o", "messages": []}, tags={"a": "b"}
     )

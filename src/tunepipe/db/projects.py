@@ -1,17 +1,22 @@
-"""Projects and their API keys."""
+"""Projects and their API keys, with each key's rate limits.
+
+A key's limits are three nullable columns (null: no limit); a key with none reads back as
+``limits=None``, so the hot path can tell "nothing to count" from one attribute.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tunepipe.db.schema import api_keys, projects
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.keys import display_prefix, generate_key, hash_key
-from tunepipe.domain.projects import ApiKeyInfo, Principal, Project
-from tunepipe.errors import Conflict, NotFound
+from tunepipe.domain.projects import ApiKeyInfo, KeyLimits, Principal, Project
+from tunepipe.errors import Conflict, InvalidRequest, NotFound
 
 DEFAULT_PROJECT = "default"
 
@@ -49,8 +54,41 @@ def get_project(conn: Connection, name: str) -> Project:
     return project
 
 
+def _limits_of(row: Any) -> KeyLimits | None:
+    limits = KeyLimits(rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency)
+    return limits if limits.any else None
+
+
+def _limit_columns(limits: KeyLimits | None) -> dict[str, int | None]:
+    """The columns of ``limits``; 0 is stored as null (no limit), like a missing value."""
+    limits = limits or KeyLimits()
+    return {
+        "rpm": limits.rpm or None,
+        "tpm": limits.tpm or None,
+        "max_concurrency": limits.max_concurrency or None,
+    }
+
+
+def _info(row: Any) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        key_prefix=row.key_prefix,
+        read_only=row.read_only,
+        created_at=row.created_at,
+        limits=_limits_of(row),
+    )
+
+
 def create_api_key(
-    conn: Connection, project_id: str, *, read_only: bool = False, name: str = "", key: str | None = None
+    conn: Connection,
+    project_id: str,
+    *,
+    read_only: bool = False,
+    name: str = "",
+    key: str | None = None,
+    limits: KeyLimits | None = None,
 ) -> tuple[ApiKeyInfo, str]:
     """Store a new key (or adopt ``key``, e.g. from ``TUNEPIPE_API_KEY``); return it in plain once."""
     plain = key or generate_key()
@@ -63,6 +101,7 @@ def create_api_key(
         key_prefix=display_prefix(plain),
         read_only=read_only,
         created_at=now_ms(),
+        limits=limits if limits is not None and limits.any else None,
     )
     try:
         conn.execute(
@@ -74,6 +113,7 @@ def create_api_key(
                 key_prefix=info.key_prefix,
                 read_only=read_only,
                 created_at=info.created_at,
+                **_limit_columns(limits),
             )
         )
     except IntegrityError as exc:
@@ -85,17 +125,34 @@ def list_api_keys(conn: Connection, project_id: str | None = None) -> list[ApiKe
     query = select(api_keys).order_by(api_keys.c.created_at)
     if project_id is not None:
         query = query.where(api_keys.c.project_id == project_id)
-    return [
-        ApiKeyInfo(
-            id=r.id,
-            project_id=r.project_id,
-            name=r.name,
-            key_prefix=r.key_prefix,
-            read_only=r.read_only,
-            created_at=r.created_at,
-        )
-        for r in conn.execute(query)
-    ]
+    return [_info(r) for r in conn.execute(query)]
+
+
+def find_api_key(conn: Connection, ref: str, project_id: str | None = None) -> ApiKeyInfo:
+    """The key ``ref`` names: its id, its prefix as lists show it (``opk_AbCdEf`` or
+    ``opk_AbCdEf…``) or the key itself, within ``project_id`` (None: in any project)."""
+    ref = ref.strip().removesuffix("…").removesuffix("...")
+    c = api_keys.c
+    query = select(api_keys).where(or_(c.id == ref, c.key_prefix == ref, c.key_hash == hash_key(ref)))
+    if project_id is not None:
+        query = query.where(c.project_id == project_id)
+    rows = conn.execute(query.limit(2)).all()
+    if not rows:
+        raise NotFound(f"No API key {ref!r} here", param="key_id")
+    if len(rows) > 1:
+        raise InvalidRequest(f"{ref!r} matches more than one API key: name it by its id", param="key_id")
+    return _info(rows[0])
+
+
+def set_key_limits(conn: Connection, project_id: str, key_id: str, limits: KeyLimits | None) -> ApiKeyInfo:
+    """Replace the key's limits (None, or a limit of None or 0: no limit); the key as it is now."""
+    c = api_keys.c
+    done = conn.execute(
+        update(api_keys).where(c.id == key_id, c.project_id == project_id).values(**_limit_columns(limits))
+    )
+    if done.rowcount == 0:
+        raise NotFound(f"No API key {key_id!r} here", param="key_id")
+    return _info(conn.execute(select(api_keys).where(c.id == key_id)).one())
 
 
 def principal_for_key(conn: Connection, plain_key: str) -> Principal | None:
@@ -103,6 +160,9 @@ def principal_for_key(conn: Connection, plain_key: str) -> Principal | None:
         select(
             api_keys.c.id,
             api_keys.c.read_only,
+            api_keys.c.rpm,
+            api_keys.c.tpm,
+            api_keys.c.max_concurrency,
             projects.c.id.label("pid"),
             projects.c.name,
             projects.c.created_at,
@@ -117,6 +177,7 @@ def principal_for_key(conn: Connection, plain_key: str) -> Principal | None:
         project=Project(id=row.pid, name=row.name, created_at=row.created_at),
         key_id=row.id,
         read_only=row.read_only,
+        limits=_limits_of(row),
     )
 
 

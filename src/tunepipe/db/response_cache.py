@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tunepipe.db.schema import response_cache
 
@@ -16,13 +18,11 @@ def get(conn: Connection, key: str, now: int) -> bytes | None:
 def put(
     conn: Connection, key: str, project_id: str, model: str, value: bytes, now: int, expires_at: int
 ) -> None:
-    r = response_cache.c
-    conn.execute(delete(response_cache).where(r.key == key))
-    conn.execute(
-        insert(response_cache).values(
-            key=key, project_id=project_id, model=model, response=value, created_at=now, expires_at=expires_at
-        )
-    )
+    """Store or replace an answer (an upsert: two processes storing one key at once both win)."""
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    values = {"model": model, "response": value, "created_at": now, "expires_at": expires_at}
+    statement = insert_(response_cache).values(key=key, project_id=project_id, **values)
+    conn.execute(statement.on_conflict_do_update(index_elements=[response_cache.c.key], set_=values))
 
 
 def clear(conn: Connection, project_id: str, model: str | None) -> int:

@@ -20,6 +20,7 @@ class ApiKeyInfo:
     key_prefix: str
     read_only: bool
     created_at: int
+    limits: KeyLimits | None = None  # None when the key has no limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,8 @@ from tunepipe.services.fine_tunes.training import Trainer
 from tunepipe.services.gateway.cache import ResponseCache
 from tunepipe.services.gateway.calls import Breaker, Calls
 from tunepipe.services.gateway.chat import ChatService
-from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.criteria import CriteriaStep
+from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.limits import RateLimits
 from tunepipe.services.gateway.routing import Router
@@ -55,6 +55,7 @@ from tunepipe.services.logs.recording import RequestLogger
 from tunepipe.services.logs.service import LogService
 from tunepipe.services.models.catalog import ModelCatalog
 from tunepipe.services.projects.auth import Authenticator
+from tunepipe.services.projects.moa import MoaConfigs
 from tunepipe.services.projects.providers import ProviderService
 from tunepipe.services.projects.service import ProjectService
 from tunepipe.settings import Settings
@@ -106,6 +107,7 @@ class Container:
     calls: Calls
     limits: RateLimits
     fallbacks: Fallbacks
+    moa: MoaConfigs
 
     @classmethod
     def build(cls, settings: Settings, db: Database, session: aiohttp.ClientSession) -> Container:
@@ -176,6 +178,7 @@ class Container:
             calls=calls,
             limits=limits,
             fallbacks=Fallbacks(db, router, breaker, feed),
+            moa=MoaConfigs(db, router, feed),
         )
 
     @classmethod

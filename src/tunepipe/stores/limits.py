@@ -9,7 +9,9 @@ flight.
 
 A request is admitted when the key has a free concurrency slot, fewer than ``rpm`` requests in
 the last minute and fewer than ``tpm`` tokens in it; it counts one request at once and its
-tokens when it ends (a request's size is only known then).
+tokens when it ends (a request's size is only known then). Both limiters answer alike: a
+refusal says when enough of the window has aged out to admit a call, and every decision says
+when the oldest request and the oldest tokens leave the window (OpenAI's ``x-ratelimit-reset-*``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class Decision:
     tokens: int  # tokens in the window
     retry_after_s: float = 0.0
     reason: str = ""  # requests | tokens | concurrency
+    reset_requests_s: float = 0.0  # until the oldest request leaves the window (0: it is empty)
+    reset_tokens_s: float = 0.0  # until the oldest counted tokens leave it
 
 
 class Limiter(Protocol):
@@ -69,17 +73,21 @@ class MemoryLimiter:
         c = self._keys.setdefault(key_id, _Counters())
         c.trim(now)
         count, used = len(c.requests), c.token_sum
+        tokens_reset = c.tokens[0][0] + WINDOW_S - now if c.tokens else 0.0
+
+        def refused(retry_after_s: float, reason: str) -> Decision:
+            requests_reset = c.requests[0] + WINDOW_S - now if c.requests else 0.0
+            return Decision(False, "", count, used, retry_after_s, reason, requests_reset, tokens_reset)
+
         if limits.max_concurrency and c.in_flight >= limits.max_concurrency:
-            return Decision(False, "", count, used, 1.0, "concurrency")
+            return refused(1.0, "concurrency")
         if limits.rpm and count >= limits.rpm:
-            return Decision(False, "", count, used, c.requests[0] + WINDOW_S - now, "requests")
+            return refused(c.requests[0] + WINDOW_S - now, "requests")
         if limits.tpm and used >= limits.tpm:
-            return Decision(
-                False, "", count, used, _tokens_free_in(c.tokens, used - limits.tpm, now), "tokens"
-            )
+            return refused(_tokens_free_in(c.tokens, used - limits.tpm, now), "tokens")
         c.requests.append(now)
         c.in_flight += 1
-        return Decision(True, "", count + 1, used)
+        return Decision(True, "", count + 1, used, 0.0, "", c.requests[0] + WINDOW_S - now, tokens_reset)
 
     async def release(self, key_id: str, limits: Limits, slot: str, tokens: int, now: float) -> None:
         c = self._keys.get(key_id)
@@ -110,24 +118,38 @@ local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local function leaves(key)  -- ms until the oldest member of a window leaves it (0: empty)
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #oldest == 0 then return 0 end
+  return tonumber(oldest[2]) + window - now
+end
 local count = redis.call('ZCARD', KEYS[1])
-local used, first_token = 0, nil
+local used, entries = 0, {}
 if tpm > 0 then
-  local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+  entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   for i = 1, #entries, 2 do
     used = used + tonumber(string.match(entries[i], ':(%d+)$'))
-    if first_token == nil then first_token = tonumber(entries[i + 1]) end
   end
 end
+local tokens_reset = leaves(KEYS[2])
 if conc > 0 and redis.call('ZCARD', KEYS[3]) >= conc then
-  return {0, 'concurrency', 1000, count, used}
+  return {0, 'concurrency', 1000, count, used, leaves(KEYS[1]), tokens_reset}
 end
 if rpm > 0 and count >= rpm then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, 'requests', tonumber(oldest[2]) + window - now, count, used}
+  local wait = leaves(KEYS[1])
+  return {0, 'requests', wait, count, used, wait, tokens_reset}
 end
 if tpm > 0 and used >= tpm then
-  return {0, 'tokens', first_token + window - now, count, used}
+  -- until enough of the oldest tokens leave the window to bring it under the limit
+  local freed, wait = 0, window
+  for i = 1, #entries, 2 do
+    freed = freed + tonumber(string.match(entries[i], ':(%d+)$'))
+    if freed > used - tpm then
+      wait = tonumber(entries[i + 1]) + window - now
+      break
+    end
+  end
+  return {0, 'tokens', wait, count, used, leaves(KEYS[1]), tokens_reset}
 end
 redis.call('ZADD', KEYS[1], now, ARGV[6])
 redis.call('PEXPIRE', KEYS[1], window)
@@ -135,7 +157,7 @@ if conc > 0 then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[6])
   redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[7]))
 end
-return {1, '', 0, count + 1, used}
+return {1, '', 0, count + 1, used, leaves(KEYS[1]), tokens_reset}
 """
 
 
@@ -160,10 +182,18 @@ class RedisLimiter:
             slot,
             int(SLOT_TTL_S * 1000),
         ]
-        allowed, reason, retry_ms, count, used = await self._admit(keys=self._keys(key_id), args=args)
+        out = await self._admit(keys=self._keys(key_id), args=args)
+        allowed, reason, retry_ms, count, used, requests_reset_ms, tokens_reset_ms = out
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
         return Decision(
-            bool(allowed), slot, int(count), int(used), max(0.0, float(retry_ms) / 1000), reason_text
+            bool(allowed),
+            slot,
+            int(count),
+            int(used),
+            _seconds(retry_ms),
+            reason_text,
+            _seconds(requests_reset_ms),
+            _seconds(tokens_reset_ms),
         )
 
     async def release(self, key_id: str, limits: Limits, slot: str, tokens: int, now: float) -> None:
@@ -178,6 +208,10 @@ class RedisLimiter:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _seconds(ms: object) -> float:
+    return max(0.0, float(str(ms)) / 1000)
 
 
 def reset_text(seconds: float) -> str:

@@ -107,6 +107,8 @@ class RedisStore:
         removed = 0
         for start in range(0, len(keys), 1000):
             removed += int(await self._redis.unlink(*keys[start : start + 1000]))
+        names = f"{_MODEL}:{project_id}"
+        await (self._redis.unlink(names) if model is None else self._redis.hdel(names, _digest(model)))
         return removed
 
     async def stats(self, project_id: str) -> list[CacheStats]:

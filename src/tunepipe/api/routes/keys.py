@@ -1,7 +1,26 @@
-"""(filled in below)"""
+"""The calling project's API keys (``/keys``): any key may list them, a read/write key may
+change a key's rate limits; a key of another project is not found."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.responses import Response
+
+from tunepipe.api.deps import Caller, State, Writer
+from tunepipe.api.json import json_response
+from tunepipe.protocol.keys import KeyLimitsBody, key_view
+from tunepipe.protocol.types import Id
 
 router = APIRouter(tags=["keys"])
+
+
+@router.get("/keys")
+async def list_keys(state: State, caller: Caller) -> Response:
+    keys = await state.projects.list_keys(caller.project)
+    return json_response({"object": "list", "data": [key_view(k) for k in keys]})
+
+
+@router.patch("/keys/{key_id}")
+async def set_key_limits(key_id: Id, body: KeyLimitsBody, state: State, caller: Writer) -> Response:
+    key = await state.projects.set_limits(caller.project, key_id, body.changes())
+    return json_response(key_view(key))

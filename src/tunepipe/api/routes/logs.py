@@ -12,6 +12,8 @@ from starlette.responses import Response, StreamingResponse
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
 from tunepipe.domain.labels import normalise_tag_name, normalise_tags
+from tunepipe.domain.model_ref import parse_model
+from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.logs import (
     CheckCacheRequest,
     ReportAnthropicRequest,
@@ -63,9 +65,19 @@ async def latest_logged_call(state: State, caller: Caller) -> Response:
 
 
 @router.post("/check-cache")
-async def check_cache(body: CheckCacheRequest, caller: Caller) -> Response:
-    """Deprecated in OpenPipe ("we no longer support prompt caching" here); always a miss."""
-    return json_response({"respPayload": None})
+async def check_cache(body: CheckCacheRequest, state: State, caller: Caller) -> Response:
+    """Deprecated in OpenPipe ("we no longer support prompt caching" here); tunepipe answers it
+    from the response cache: the answer stored for ``reqPayload`` (a chat request as sent, keyed
+    like ``op-cache``), or null. It only reads; ``requestedAt`` and ``tags`` are not used. No
+    ``reqPayload`` (optional in OpenPipe's schema) is a miss; one that is not a request, a 400."""
+    payload = body.req_payload
+    if payload is None:
+        return json_response({"respPayload": None})
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
+        raise InvalidRequest("reqPayload must be a chat request with a `model`", param="reqPayload")
+    model: str = payload["model"]
+    route = await state.router.resolve(caller, parse_model(model))
+    return json_response({"respPayload": await state.cache.get(caller, model, route.identity, payload)})
 
 
 @router.get("/logs")

@@ -7,6 +7,9 @@ successful answer of the requested model itself is stored (not a fallback's, not
 broke off). Answers are stored zlib-compressed, with their usage: a hit reports the usage the
 original call had, and is logged with ``cacheHit`` and no cost.
 
+Identical misses arriving together in one process ask the upstream once (single flight): the
+first asks, the others wait for its answer and are hits. Across processes they each ask.
+
 The store is the database (expired answers are deleted every ``expire_every_s``) or Redis.
 """
 
@@ -36,6 +39,7 @@ class Lookup:
     key: str
     ttl_s: int
     hit: dict[str, Any] | None = None
+    leading: bool = False  # this call asks the upstream for identical calls waiting on it
 
     @property
     def status(self) -> CacheStatus:
@@ -69,6 +73,7 @@ class ResponseCache:
         self._default_ttl_s = default_ttl_s
         self._expire_every_s = expire_every_s
         self._expiry: asyncio.Task[None] | None = None
+        self._flights: dict[str, asyncio.Future[bytes | None]] = {}
 
     async def lookup(
         self,
@@ -87,6 +92,32 @@ class ResponseCache:
             except Exception:  # a broken cache is a miss, never a failed call
                 log.exception("response cache read failed")
         return found
+
+    async def follow(self, lookup: Lookup, timeout_s: float = 120.0) -> None:
+        """Single flight: when an identical call of this process is already asking the upstream,
+        wait for its answer and take it as a hit, instead of asking again."""
+        flight = self._flights.get(lookup.key)
+        if flight is None or not lookup.mode.reads or lookup.hit is not None:
+            return
+        with contextlib.suppress(TimeoutError):
+            answer = await asyncio.wait_for(asyncio.shield(flight), timeout_s)
+            lookup.hit = decode(answer) if answer is not None else None
+
+    def lead(self, lookup: Lookup) -> None:
+        """This call asks the upstream: identical calls arriving meanwhile wait for it."""
+        if lookup.mode.writes and lookup.hit is None and lookup.key not in self._flights:
+            self._flights[lookup.key] = asyncio.get_running_loop().create_future()
+            lookup.leading = True
+
+    def land(self, lookup: Lookup, completion: dict[str, Any] | None) -> None:
+        """Hand the answer (None: there is none) to the calls that waited for it."""
+        if not lookup.leading:
+            return
+        lookup.leading = False
+        flight = self._flights.pop(lookup.key, None)
+        if flight is not None and not flight.done():
+            good = completion is not None and complete_answer(completion)
+            flight.set_result(encode(completion) if good and completion is not None else None)
 
     async def save(
         self, principal: Principal, model: str, lookup: Lookup, completion: dict[str, Any]

@@ -131,9 +131,10 @@ class ChatService:
         self._cache = cache
         self._limits = limits
 
-    async def _begin(self, principal: Principal, prepared: Prepared) -> _Call:
-        """The steps before the upstream: admission, criteria, the plan, the cache lookup."""
-        state = _Call(prepared, requested=prepared.request.model)
+    async def _begin(self, principal: Principal, state: _Call) -> None:
+        """The steps before the upstream: admission, criteria, the cache lookup (waiting for an
+        identical call in flight, or leading the ones that follow)."""
+        prepared = state.prepared
         state.ticket = await self._limits.admit(principal)
         opts = prepared.options
         state.criteria = await self._criteria.resolve(principal, opts.criteria)
@@ -143,7 +144,8 @@ class ChatService:
             state.lookup = await self._cache.lookup(
                 principal, state.requested, route.identity, prepared.body, opts.cache, opts.cache_ttl_s
             )
-        return state
+            await self._cache.follow(state.lookup)
+            self._cache.lead(state.lookup)
 
     async def _plan(self, principal: Principal, state: _Call) -> Plan:
         opts = state.prepared.options
@@ -160,19 +162,22 @@ class ChatService:
         """Judges' calls are logged under the call they judge, when that call is logged."""
         return JudgeLog(parent_id=call.id, metadata=dict(call.metadata)) if call.enabled else None
 
-    async def _failed(
-        self, state: _Call | None, call: CallLog, exc: TunepipeError, *, streamed: bool
-    ) -> None:
-        if state is not None:
-            call.attempts = state.outcome.attempts
-            await self._limits.release(state.ticket, 0)
+    async def _abandon(self, state: _Call) -> None:
+        """A call that ended without an answer: waiting identical calls are told, its slot freed."""
+        if state.lookup is not None:
+            self._cache.land(state.lookup, None)
+        await self._limits.release(state.ticket, 0)
+
+    async def _failed(self, state: _Call, call: CallLog, exc: TunepipeError, *, streamed: bool) -> None:
+        call.attempts = state.outcome.attempts
+        await self._abandon(state)
         await self._logger.failure(call, exc, streamed=streamed)
 
     async def complete(self, principal: Principal, prepared: Prepared) -> Completion:
         call = prepared.call
-        state: _Call | None = None
+        state = _Call(prepared, requested=prepared.request.model)
         try:
-            state = await self._begin(principal, prepared)
+            await self._begin(principal, state)
             if state.lookup is not None and state.lookup.hit is not None:
                 call.cache_hit = True
                 result = Completion(state.lookup.hit)
@@ -180,10 +185,15 @@ class ChatService:
                 plan = await self._plan(principal, state)
                 result = await self._calls.complete(principal, plan, prepared.body, _plain, state.outcome)
                 call.price = state.outcome.route.price if state.outcome.route else None
-                if state.lookup is not None and state.storable():
-                    await self._cache.save(principal, state.requested, state.lookup, result.data)
+                if state.lookup is not None:
+                    self._cache.land(state.lookup, result.data if state.storable() else None)
+                    if state.storable():
+                        await self._cache.save(principal, state.requested, state.lookup, result.data)
         except TunepipeError as exc:
             await self._failed(state, call, exc, streamed=False)
+            raise
+        except BaseException:  # cancelled, or a bug: nothing to log, but nothing may stay held
+            await self._abandon(state)
             raise
         await self._limits.release(state.ticket, _tokens(result.data))
         if state.criteria:
@@ -191,9 +201,8 @@ class ChatService:
                 principal, state.criteria, prepared.body, result.data, log=self._judge_log(call)
             )
             call.criteria = attach(result.data, results)
-            result = Completion(
-                result.data, cost=result.cost
-            )  # changed: the upstream's bytes no longer match
+            # Changed: the upstream's bytes no longer match.
+            result = Completion(result.data, cost=result.cost)
         call.answered_by, call.attempts = state.outcome.model, state.outcome.attempts
         result.headers = state.headers()
         await self._logger.success(call, result.data, raw=result.raw, cost=result.cost)
@@ -203,9 +212,9 @@ class ChatService:
         """Open the upstream stream (errors raise here, before anything is sent) and return the
         events for the client: the chunks, then a :class:`StreamFailed` if it broke off."""
         call = prepared.call
-        state: _Call | None = None
+        state = _Call(prepared, requested=prepared.request.model)
         try:
-            state = await self._begin(principal, prepared)
+            await self._begin(principal, state)
             if state.lookup is not None and state.lookup.hit is not None:
                 call.cache_hit = True
                 chunks = _replayed(state.lookup.hit)
@@ -217,6 +226,9 @@ class ChatService:
                 call.price = state.outcome.route.price if state.outcome.route else None
         except TunepipeError as exc:
             await self._failed(state, call, exc, streamed=True)
+            raise
+        except BaseException:
+            await self._abandon(state)
             raise
         return Streamed(self._relay(principal, state, chunks), state.headers())
 
@@ -257,8 +269,11 @@ class ChatService:
             if aclose is not None:
                 await aclose()
             completion = judged or assembler.completion()
-            if status == 200 and state.lookup is not None and state.storable() and not call.cache_hit:
-                await self._cache.save(principal, state.requested, state.lookup, assembler.completion())
+            if state.lookup is not None and not call.cache_hit:
+                answer = assembler.completion() if status == 200 and state.storable() else None
+                self._cache.land(state.lookup, answer)
+                if answer is not None:
+                    await self._cache.save(principal, state.requested, state.lookup, answer)
             await self._limits.release(state.ticket, _tokens(completion))
             call.answered_by, call.attempts = state.outcome.model, state.outcome.attempts
             await self._logger.success(

@@ -33,11 +33,15 @@ def headers_for(limits: KeyLimits, d: Decision) -> dict[str, str]:
     if limits.rpm:
         out["x-ratelimit-limit-requests"] = str(limits.rpm)
         out["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - d.requests))
-        out["x-ratelimit-reset-requests"] = reset_text(d.retry_after_s if d.reason == "requests" else 0)
+        out["x-ratelimit-reset-requests"] = reset_text(
+            d.retry_after_s if d.reason == "requests" else d.reset_requests_s
+        )
     if limits.tpm:
         out["x-ratelimit-limit-tokens"] = str(limits.tpm)
         out["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - d.tokens))
-        out["x-ratelimit-reset-tokens"] = reset_text(d.retry_after_s if d.reason == "tokens" else 0)
+        out["x-ratelimit-reset-tokens"] = reset_text(
+            d.retry_after_s if d.reason == "tokens" else d.reset_tokens_s
+        )
     return out
 
 

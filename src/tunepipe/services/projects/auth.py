@@ -4,6 +4,10 @@ Keys that exist are kept in memory for ``auth_cache_ttl_s`` (bounded, least rece
 first), so the hot path does no database round trip. Concurrent first uses of one key share a
 single lookup; a key that does not exist is never remembered, so a flood of made-up tokens
 neither fills the cache nor pushes real keys out of it.
+
+A key's rate limits travel with it (:attr:`Principal.limits`), so changing them must not wait
+for the TTL: every change is announced on the settings change feed under :data:`SCOPE`, and
+each process's authenticator then forgets what it remembered.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from tunepipe.db.database import Database
 from tunepipe.db.projects import principal_for_key
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import AuthenticationFailed, ReadOnlyKey
+from tunepipe.services.changes import ChangeFeed
 
 MAX_CACHED_KEYS = 10_000
+
+SCOPE = "keys"
+"""Change-feed scope of API keys; the key is the API key's id."""
 
 
 class _UnknownKey(Exception):
@@ -23,9 +31,11 @@ class _UnknownKey(Exception):
 
 
 class Authenticator:
-    def __init__(self, db: Database, ttl_s: float) -> None:
+    def __init__(self, db: Database, ttl_s: float, feed: ChangeFeed | None = None) -> None:
         self._db = db
         self._lookup = alru_cache(maxsize=MAX_CACHED_KEYS, ttl=ttl_s)(self._load)
+        if feed is not None:
+            feed.subscribe(SCOPE, self.forget)
 
     async def _load(self, token: str) -> Principal:
         principal = await self._db.run(principal_for_key, token)
@@ -53,5 +63,6 @@ class Authenticator:
         return principal
 
     def forget(self, _key: str | None = None) -> None:
-        """Drop every remembered key (a key was revoked or a project removed)."""
+        """Drop every remembered key (a key's limits changed, a key was revoked, a project
+        removed): the cache is keyed by the secret, which a change notice never names."""
         self._lookup.cache_clear()

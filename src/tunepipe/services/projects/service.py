@@ -1,16 +1,30 @@
-"""Projects and their API keys: the default project a fresh installation starts with, and
-creating projects and keys (the CLI; OpenPipe made these in its UI)."""
+"""Projects and their API keys: the default project a fresh installation starts with,
+creating projects and keys (the CLI; OpenPipe made these in its UI), and each key's rate limits.
+
+Servers keep keys in memory (:class:`~tunepipe.services.projects.auth.Authenticator`), so a
+change of limits is recorded in the settings change feed in its own transaction: this process
+and every other one apply the new limits to the key's next call, not after the cache's TTL.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from tunepipe.db import changes as change_log
 from tunepipe.db import projects as repo
 from tunepipe.db.database import Database
-from tunepipe.domain.projects import ApiKeyInfo, Principal, Project
-from tunepipe.errors import Conflict
+from tunepipe.domain.projects import ApiKeyInfo, KeyLimits, Principal, Project
+from tunepipe.errors import Conflict, InvalidRequest
+from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.projects.auth import SCOPE
+
+LIMITS = tuple(f.name for f in dataclasses.fields(KeyLimits))
+"""The limits a key can have: ``rpm``, ``tpm``, ``max_concurrency``."""
+MAX_LIMIT = 2**31 - 1  # what the columns hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +33,23 @@ class Bootstrap:
     new_key: str | None  # a key created just now, shown once
 
 
+def _check(limits: Mapping[str, int | None]) -> None:
+    for name, value in limits.items():
+        if name not in LIMITS:
+            raise InvalidRequest(f"Unknown limit {name!r}: use {', '.join(LIMITS)}", param=name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT
+        ):
+            raise InvalidRequest(
+                f"`{name}` must be a positive integer (at most {MAX_LIMIT}), or null for no limit",
+                param=name,
+            )
+
+
 class ProjectService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, feed: ChangeFeed | None = None) -> None:
         self._db = db
+        self._feed = feed
 
     async def bootstrap(self, api_key: str | None) -> Bootstrap:
         """Make sure the default project exists with a key (``api_key`` if given)."""
@@ -59,8 +87,42 @@ class ProjectService:
     async def all(self) -> list[Project]:
         return await self._db.run(repo.list_projects)
 
-    async def create_key(self, project: Project, *, read_only: bool, name: str) -> tuple[ApiKeyInfo, str]:
-        return await self._db.run(repo.create_api_key, project.id, read_only=read_only, name=name)
+    async def create_key(
+        self, project: Project, *, read_only: bool, name: str, limits: KeyLimits | None = None
+    ) -> tuple[ApiKeyInfo, str]:
+        """A new key (printed once); nothing cached can know it yet, so no change notice."""
+        if limits is not None:
+            _check(dataclasses.asdict(limits))
+        return await self._db.run(
+            repo.create_api_key, project.id, read_only=read_only, name=name, limits=limits
+        )
 
     async def list_keys(self, project: Project | None) -> list[ApiKeyInfo]:
         return await self._db.run(repo.list_api_keys, project.id if project else None)
+
+    async def key(self, project: Project | None, ref: str) -> ApiKeyInfo:
+        """The key named by its id or prefix, in ``project`` (None: in any project)."""
+        return await self._db.run(repo.find_api_key, ref, project.id if project else None)
+
+    async def set_limits(
+        self, project: Project | None, ref: str, changes: Mapping[str, int | None]
+    ) -> ApiKeyInfo:
+        """Change some of a key's limits (a limit of None: none); the others stay as they are.
+
+        ``changes`` maps names of :data:`LIMITS` to a positive integer or None.
+        """
+        if not changes:
+            raise InvalidRequest(f"Nothing to change: give one of {', '.join(LIMITS)} (null removes it)")
+        _check(changes)
+
+        def write(conn: Connection) -> ApiKeyInfo:
+            key = repo.find_api_key(conn, ref, project.id if project else None)
+            limits = dataclasses.replace(key.limits or KeyLimits(), **changes)
+            out = repo.set_key_limits(conn, key.project_id, key.id, limits)
+            change_log.record(conn, SCOPE, key.id)
+            return out
+
+        out = await self._db.run(write)
+        if self._feed is not None:
+            self._feed.changed(SCOPE, out.id)
+        return out

@@ -143,6 +143,13 @@ class Calls:
         self, principal: Principal, plan: Plan, body: dict[str, Any], upstream: UpstreamBody, outcome: Outcome
     ) -> Completion:
         """The first answer the plan's models give; raises the last failure."""
+        if len(plan.models) == 1 and plan.retries == 0:  # the common call: no machinery
+            route = outcome.route = await self._router.resolve(principal, parse_model(plan.models[0]))
+            result = await self._try(
+                principal, plan.models[0], outcome, route.provider.complete(upstream(body, route))
+            )
+            outcome.model = plan.models[0]
+            return result
         last: TunepipeError | None = None
         async for model, route in self._routes(principal, plan, outcome):
             outcome.route = route  # the route of the answer, or of the last failure
@@ -164,6 +171,13 @@ class Calls:
         self, principal: Principal, plan: Plan, body: dict[str, Any], upstream: UpstreamBody, outcome: Outcome
     ) -> AsyncIterator[dict[str, Any]]:
         """The first stream that reaches content; its chunks (those read ahead first)."""
+        if len(plan.models) == 1 and plan.retries == 0:  # nothing to fall back to: no read-ahead
+            route = outcome.route = await self._router.resolve(principal, parse_model(plan.models[0]))
+            chunks = await self._try(
+                principal, plan.models[0], outcome, route.provider.open_stream(upstream(body, route))
+            )
+            outcome.model = plan.models[0]
+            return chunks
         last: TunepipeError | None = None
         async for model, route in self._routes(principal, plan, outcome):
             outcome.route = route

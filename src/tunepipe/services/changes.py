@@ -22,9 +22,10 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
+from sqlalchemy import Connection
 
 from tunepipe.db import changes as repo
 from tunepipe.db.database import Database
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Listener = Callable[[str | None], None]
 """Called with the changed key (None: everything in the scope)."""
@@ -162,3 +165,24 @@ class ChangeFeed:
         if loop_now - self._last_error_log >= LOG_EVERY_S:
             self._last_error_log = loop_now
             log.warning("%s: %s: %s", what, type(exc).__name__, exc)
+
+
+async def write_and_announce(
+    db: Database,
+    feed: ChangeFeed | None,
+    scope: str,
+    key: Callable[[T], str | None],
+    fn: Callable[[Connection], T],
+) -> T:
+    """Run the write ``fn`` and record its change notice in one transaction (the notice under
+    ``key(result)``), then drop this process's cached copies at once."""
+
+    def run(conn: Connection) -> T:
+        out = fn(conn)
+        repo.record(conn, scope, key(out))
+        return out
+
+    out = await db.run(run)
+    if feed is not None:
+        feed.changed(scope, key(out))
+    return out

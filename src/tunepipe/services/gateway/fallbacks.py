@@ -8,18 +8,18 @@ router drops its cached copy at once (:mod:`tunepipe.services.changes`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
 
-from tunepipe.db import changes
 from tunepipe.db import routing as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.model_ref import parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.domain.routing import MAX_FALLBACKS, MAX_RETRIES, FallbackChain
 from tunepipe.errors import InvalidRequest, NotFound, TunepipeError
-from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.changes import ChangeFeed, write_and_announce
 from tunepipe.services.gateway.calls import Breaker
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.projects.providers import SCOPE
@@ -67,13 +67,6 @@ class Fallbacks:
 
         await self._write(principal, delete)
 
-    async def _write(self, principal: Principal, fn: Any) -> None:
+    async def _write(self, principal: Principal, fn: Callable[[Connection], None]) -> None:
         project_id = principal.project.id
-
-        def run(conn: Connection) -> None:
-            fn(conn)
-            changes.record(conn, SCOPE, project_id)
-
-        await self._db.run(run)
-        if self._feed is not None:
-            self._feed.changed(SCOPE, project_id)
+        await write_and_announce(self._db, self._feed, SCOPE, lambda _: project_id, fn)

@@ -15,14 +15,13 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection
 
-from tunepipe.db import changes
 from tunepipe.db import moa as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.moa import MoaConfig, ProjectMoa, check_slug
 from tunepipe.domain.model_ref import ModelRef, parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest, NotFound, TunepipeError
-from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.changes import ChangeFeed, write_and_announce
 from tunepipe.services.projects.providers import SCOPE
 
 T = TypeVar("T")
@@ -86,16 +85,7 @@ class MoaConfigs:
 
     async def _write(self, project_id: str, fn: Callable[[Connection], T]) -> T:
         """``fn`` and the change notice in one transaction, then this process's caches dropped."""
-
-        def run(conn: Connection) -> T:
-            out = fn(conn)
-            changes.record(conn, SCOPE, project_id)
-            return out
-
-        out = await self._db.run(run)
-        if self._feed is not None:
-            self._feed.changed(SCOPE, project_id)
-        return out
+        return await write_and_announce(self._db, self._feed, SCOPE, lambda _: project_id, fn)
 
 
 def _missing(slug: str) -> NotFound:

@@ -12,12 +12,12 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from tunepipe.db import changes, provider_config
+from tunepipe.db import provider_config
 from tunepipe.db.database import Database
 from tunepipe.db.secrets import SecretBox
 from tunepipe.domain.projects import ExternalModel, ExternalProvider, ProviderKey
 from tunepipe.errors import InvalidRequest, NotFound
-from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.changes import ChangeFeed, write_and_announce
 
 BUILTIN = ("openai", "anthropic", "gemini")
 EXTERNAL_KINDS = ("openai", "azure")
@@ -37,16 +37,7 @@ class ProviderService:
 
     async def _write(self, project_id: str, fn: Callable[[Connection], T]) -> T:
         """``fn`` and the change notice in one transaction, then the local caches dropped."""
-
-        def run(conn: Connection) -> T:
-            out = fn(conn)
-            changes.record(conn, SCOPE, project_id)
-            return out
-
-        out = await self._db.run(run)
-        if self._feed is not None:
-            self._feed.changed(SCOPE, project_id)
-        return out
+        return await write_and_announce(self._db, self._feed, SCOPE, lambda _: project_id, fn)
 
     async def set_key(
         self, project_id: str, provider: str, api_key: str | None, base_url: str | None

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from tunepipe.db import changes as change_log
 from tunepipe.db import projects as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.projects import ApiKeyInfo, KeyLimits, Principal, Project
 from tunepipe.errors import Conflict, InvalidRequest
-from tunepipe.services.changes import ChangeFeed
+from tunepipe.services.changes import ChangeFeed, write_and_announce
 from tunepipe.services.projects.auth import SCOPE
 
 LIMITS = tuple(f.name for f in dataclasses.fields(KeyLimits))
@@ -118,11 +117,6 @@ class ProjectService:
         def write(conn: Connection) -> ApiKeyInfo:
             key = repo.find_api_key(conn, ref, project.id if project else None)
             limits = dataclasses.replace(key.limits or KeyLimits(), **changes)
-            out = repo.set_key_limits(conn, key.project_id, key.id, limits)
-            change_log.record(conn, SCOPE, key.id)
-            return out
+            return repo.set_key_limits(conn, key.project_id, key.id, limits)
 
-        out = await self._db.run(write)
-        if self._feed is not None:
-            self._feed.changed(SCOPE, out.id)
-        return out
+        return await write_and_announce(self._db, self._feed, SCOPE, lambda out: out.id, write)

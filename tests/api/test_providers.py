@@ -5,6 +5,7 @@ they change on ``/chat/completions``: credentials the upstream sees, routing of
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -119,8 +120,16 @@ def test_provider_key_base_url_override_moves_the_upstream(
             _completion(gateway, "gpt-4o")
             upstream = fake_provider.last()
             assert upstream["path"] == "/openai/v1/chat/completions"
-            # Only the URL was overridden: the environment's key is still used.
-            assert _header(upstream, "Authorization") == "Bearer sk-fake-openai"
+            # Only the URL was overridden: the operator's key never goes to a URL a project
+            # chose, so the call goes without one.
+            assert _header(upstream, "Authorization") is None
+            assert "sk-fake-openai" not in json.dumps(upstream["headers"])
+            r = h.put(
+                "/provider-keys/openai",
+                json={"baseUrl": f"{fake_provider.url}/openai/v1", "apiKey": "pk-own"},
+            )
+            _completion(gateway, "gpt-4o")
+            assert _header(fake_provider.last(), "Authorization") == "Bearer pk-own"
         finally:
             h.delete("/provider-keys/openai")
     _completion(gateway, "gpt-4o")

@@ -140,8 +140,12 @@ class Router:
         base_url, api_key = defaults[kind]
         override = providers.keys.get(kind.value)
         if override is not None:
-            base_url = override.base_url or base_url
-            api_key = override.api_key or api_key
+            if override.base_url and override.base_url.rstrip("/") != base_url.rstrip("/"):
+                # A URL the project chose gets the project's own key or none: the operator's
+                # key never leaves for an address a tenant picked.
+                base_url, api_key = override.base_url, override.api_key
+            else:
+                api_key = override.api_key or api_key
         if api_key is None and any(host in base_url for host in _OFFICIAL_HOSTS):
             env = _ENV_NAMES[kind]
             raise InvalidRequest(

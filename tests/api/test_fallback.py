@@ -47,6 +47,10 @@ def logged(gateway: Gateway, text: str, key: str | None = None) -> dict[str, Any
             time.sleep(0.05)
 
 
+def new_project(gateway: Gateway) -> str:
+    return str(KEY_RE.findall(gateway.cli("projects", "create", f"route-{tag()}").stdout)[0])
+
+
 def test_retries_recover_from_5xx_and_say_so(gateway: Gateway, fake_provider: FakeProvider) -> None:
     text = f"retry {tag()}"
     r = post(gateway, "flaky-2-503", text, **{"op-retries": "2"})
@@ -82,12 +86,13 @@ def test_client_errors_are_neither_retried_nor_fallen_back(
 
 
 def test_fallback_answers_when_the_model_fails(gateway: Gateway, fake_provider: FakeProvider) -> None:
+    key = new_project(gateway)  # its own project: no earlier failure has tripped its breaker
     text = f"fallback {tag()}"
-    r = post(gateway, "fail-503", text, **{"op-fallback": '["fail-502", "gpt-4o-mini"]'})
+    r = post(gateway, "fail-503", text, key, **{"op-fallback": '["fail-502", "gpt-4o-mini"]'})
     assert r.status_code == 200, r.text
     assert (r.headers["op-model"], r.headers["op-attempts"]) == ("gpt-4o-mini", "3")
     assert upstream_models(fake_provider, text) == ["fail-503", "fail-502", "gpt-4o-mini"]
-    log = logged(gateway, text)
+    log = logged(gateway, text, key)
     assert (log["model"], log["answeredBy"], log["attemptCount"]) == ("fail-503", "gpt-4o-mini", 3)
     assert [(a["model"], a["status"]) for a in log["attempts"]] == [
         ("fail-503", 503),
@@ -95,7 +100,7 @@ def test_fallback_answers_when_the_model_fails(gateway: Gateway, fake_provider: 
         ("gpt-4o-mini", 200),
     ]
     # An unroutable fallback is skipped, not fatal; an unknown requested model is the caller's 404.
-    r = post(gateway, "fail-503", f"skip {tag()}", **{"op-fallback": '["openpipe:nope", "gpt-4o-mini"]'})
+    r = post(gateway, "fail-503", f"skip {tag()}", key, **{"op-fallback": '["openpipe:nope", "gpt-4o-mini"]'})
     assert r.status_code == 200 and r.headers["op-attempts"] == "3"
     r = post(gateway, "openpipe:nope", f"unknown {tag()}", **{"op-fallback": '["gpt-4o-mini"]'})
     assert r.status_code == 404
@@ -109,7 +114,8 @@ def test_fallback_answers_when_the_model_fails(gateway: Gateway, fake_provider: 
 def test_a_stream_falls_back_only_before_its_first_content(
     gateway: Gateway, fake_provider: FakeProvider
 ) -> None:
-    client = gateway.client()
+    key = new_project(gateway)  # its own project: no earlier failure has tripped its breaker
+    client = gateway.client(key)
     text = f"stream {tag()}"
     stream = client.chat.completions.create(
         model="fail-503",
@@ -131,12 +137,8 @@ def test_a_stream_falls_back_only_before_its_first_content(
         for _ in stream:
             pass
     assert upstream_models(fake_provider, text) == ["fail-midstream"]
-    log = logged(gateway, text)
+    log = logged(gateway, text, key)
     assert log["statusCode"] == 502 and log["errorMessage"].startswith("fail-midstream broke off")
-
-
-def new_project(gateway: Gateway) -> str:
-    return str(KEY_RE.findall(gateway.cli("projects", "create", f"route-{tag()}").stdout)[0])
 
 
 def test_project_default_chain_and_headers_that_override_it(

@@ -11,7 +11,7 @@ A stream falls back only before its first content: the first chunks are read ahe
 carries content (or the stream ends); a failure before that tries the next model, a failure
 after it reaches the client as an error event (the log says which model broke).
 
-The :class:`Breaker` remembers, per project and model, failures in a row: after
+The :class:`Breaker` remembers, per project and model, failures worth retrying in a row: after
 ``threshold`` of them the model is skipped by chains for ``cooldown_s`` (the last model of a
 chain is always tried: something must answer). Its state is per process, shown by
 ``GET /routing``.
@@ -202,7 +202,8 @@ class Calls:
         except TunepipeError as exc:
             status = exc.upstream_status if isinstance(exc, UpstreamError) and exc.upstream_status else None
             outcome.attempts.append(Attempt(model, status or exc.status_code, _ms(started), exc.message))
-            self.breaker.failed(principal.project.id, model, exc.message)
+            if not isinstance(exc, UpstreamError) or exc.retryable:  # a bad request says nothing of the model
+                self.breaker.failed(principal.project.id, model, exc.message)
             raise
         outcome.attempts.append(Attempt(model, 200, _ms(started)))
         self.breaker.succeeded(principal.project.id, model)

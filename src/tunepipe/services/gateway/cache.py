@@ -18,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from async_lru import alru_cache
 
 from tunepipe.domain.cache_keys import CacheMode, CacheStatus, cache_key
+from tunepipe.domain.clock import now_ms
 from tunepipe.domain.projects import Principal
 from tunepipe.stores.responses import CacheStats, CacheStore
 
@@ -39,6 +42,7 @@ class Lookup:
     key: str
     ttl_s: int
     hit: dict[str, Any] | None = None
+    hit_json: bytes | None = None  # the hit as JSON bytes, ready to send as they are
     leading: bool = False  # this call asks the upstream for identical calls waiting on it
 
     @property
@@ -48,15 +52,26 @@ class Lookup:
         return CacheStatus.MISS if self.mode.reads else CacheStatus.WRITE
 
 
-def encode(completion: dict[str, Any]) -> bytes:
-    return zlib.compress(orjson.dumps(completion), 1)
+_EXPIRY = struct.Struct(">q")
 
 
-def decode(value: bytes) -> dict[str, Any]:
-    data = orjson.loads(zlib.decompress(value))
+def encode(completion: dict[str, Any], expires_at_ms: int) -> bytes:
+    """A stored answer: when it expires (so any copy of it knows), then its zlib-compressed JSON."""
+    return _EXPIRY.pack(expires_at_ms) + zlib.compress(orjson.dumps(completion), 1)
+
+
+def decode(value: bytes) -> tuple[int, bytes, dict[str, Any]]:
+    """``(expires_at_ms, JSON bytes, completion)`` of a stored answer."""
+    (expires_at,) = _EXPIRY.unpack_from(value)
+    raw = zlib.decompress(value[_EXPIRY.size :])
+    data = orjson.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("a cached answer is not a JSON object")
-    return data
+    return expires_at, raw, data
+
+
+class _Absent(Exception):
+    """Raised inside the in-process layer's lookup, so that a miss is never remembered."""
 
 
 def complete_answer(completion: dict[str, Any]) -> bool:
@@ -68,12 +83,30 @@ def complete_answer(completion: dict[str, Any]) -> bool:
 
 
 class ResponseCache:
-    def __init__(self, store: CacheStore, *, default_ttl_s: int, expire_every_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        *,
+        default_ttl_s: int,
+        expire_every_s: float = 600.0,
+        hot_entries: int = 4096,
+        hot_ttl_s: float = 5.0,
+    ) -> None:
         self.store = store
         self._default_ttl_s = default_ttl_s
         self._expire_every_s = expire_every_s
         self._expiry: asyncio.Task[None] | None = None
         self._flights: dict[str, asyncio.Future[bytes | None]] = {}
+        # Answers read lately, kept in this process for a few seconds (async-lru: bounded, one
+        # read of the store per key in flight, misses never kept), so a hot answer costs no trip
+        # to the store; each copy knows when its answer expires.
+        self._hot = alru_cache(maxsize=hot_entries, ttl=hot_ttl_s)(self._stored)
+
+    async def _stored(self, project_id: str, model: str, key: str) -> bytes:
+        value = await self.store.get(project_id, model, key)
+        if value is None:
+            raise _Absent
+        return value
 
     async def lookup(
         self,
@@ -87,8 +120,13 @@ class ResponseCache:
         found = Lookup(mode, cache_key(principal.project.id, identity, body), ttl_s or self._default_ttl_s)
         if mode.reads:
             try:
-                raw = await self.store.get(principal.project.id, model, found.key)
-                found.hit = decode(raw) if raw is not None else None
+                expires_at, found.hit_json, found.hit = decode(
+                    await self._hot(principal.project.id, model, found.key)
+                )
+                if expires_at <= now_ms():
+                    found.hit_json = found.hit = None
+            except _Absent:
+                pass
             except Exception:  # a broken cache is a miss, never a failed call
                 log.exception("response cache read failed")
         return found
@@ -101,7 +139,8 @@ class ResponseCache:
             return
         with contextlib.suppress(TimeoutError):
             answer = await asyncio.wait_for(asyncio.shield(flight), timeout_s)
-            lookup.hit = decode(answer) if answer is not None else None
+            if answer is not None:
+                _, lookup.hit_json, lookup.hit = decode(answer)
 
     def lead(self, lookup: Lookup) -> None:
         """This call asks the upstream: identical calls arriving meanwhile wait for it."""
@@ -117,15 +156,18 @@ class ResponseCache:
         flight = self._flights.pop(lookup.key, None)
         if flight is not None and not flight.done():
             good = completion is not None and complete_answer(completion)
-            flight.set_result(encode(completion) if good and completion is not None else None)
+            flight.set_result(encode(completion, 0) if good and completion is not None else None)
 
     async def save(
         self, principal: Principal, model: str, lookup: Lookup, completion: dict[str, Any]
     ) -> None:
         if not lookup.mode.writes or not complete_answer(completion):
             return
+        expires_at = now_ms() + lookup.ttl_s * 1000
         try:
-            await self.store.put(principal.project.id, model, lookup.key, encode(completion), lookup.ttl_s)
+            value = encode(completion, expires_at)
+            await self.store.put(principal.project.id, model, lookup.key, value, lookup.ttl_s)
+            self._hot.cache_invalidate(principal.project.id, model, lookup.key)
         except Exception:  # the caller has its answer; a cache that cannot store is logged
             log.exception("response cache write failed")
 
@@ -137,6 +179,9 @@ class ResponseCache:
         return found.hit
 
     async def clear(self, principal: Principal, model: str | None) -> int:
+        """Delete a project's answers (of one model); other processes may serve copies they read
+        in the last ``hot_ttl_s`` seconds."""
+        self._hot.cache_clear()
         return await self.store.clear(principal.project.id, model)
 
     async def stats(self, principal: Principal) -> list[CacheStats]:

@@ -142,20 +142,36 @@ class Calls:
     async def complete(
         self, principal: Principal, plan: Plan, body: dict[str, Any], upstream: UpstreamBody, outcome: Outcome
     ) -> Completion:
-        """The first answer the plan's models give; raises the last failure."""
-        if len(plan.models) == 1 and plan.retries == 0:  # the common call: no machinery
-            route = outcome.route = await self._router.resolve(principal, parse_model(plan.models[0]))
-            result = await self._try(
-                principal, plan.models[0], outcome, route.provider.complete(upstream(body, route))
-            )
-            outcome.model = plan.models[0]
-            return result
-        last: TunepipeError | None = None
+        """The first answer the plan's models give; raises the last failure.
+
+        The first try of the requested model takes no retry machinery, whatever the plan (most
+        calls end there); only when it fails and the plan allows more does the loop start, with
+        that failure replayed as its first attempt so the waits follow from it."""
+        first = plan.models[0]
+        simple = len(plan.models) == 1 and plan.retries == 0
+        failed: list[UpstreamError] = []
+        if simple or not self.breaker.cooling(principal.project.id, first):
+            route = outcome.route = await self._router.resolve(principal, parse_model(first))
+            try:
+                result = await self._try(
+                    principal, first, outcome, route.provider.complete(upstream(body, route))
+                )
+            except UpstreamError as exc:
+                if simple or not exc.retryable:
+                    raise
+                failed.append(exc)
+            else:
+                outcome.model = first
+                return result
+        last: TunepipeError | None = failed[0] if failed else None
         async for model, route in self._routes(principal, plan, outcome):
             outcome.route = route  # the route of the answer, or of the last failure
+            replay = failed if model == first else []
             try:
                 async for attempt in self._retrying(plan):
                     with attempt:
+                        if replay:
+                            raise replay.pop()
                         result = await self._try(
                             principal, model, outcome, route.provider.complete(upstream(body, route))
                         )

@@ -180,7 +180,7 @@ class ChatService:
             await self._begin(principal, state)
             if state.lookup is not None and state.lookup.hit is not None:
                 call.cache_hit = True
-                result = Completion(state.lookup.hit)
+                result = Completion(state.lookup.hit, raw=state.lookup.hit_json)
             else:
                 plan = await self._plan(principal, state)
                 result = await self._calls.complete(principal, plan, prepared.body, _plain, state.outcome)

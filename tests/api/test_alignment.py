@@ -217,3 +217,42 @@ def test_alignment_rows_sampled_from_a_dataset_with_a_models_outputs(gateway: Ga
         )
         assert r.status_code == 201
         assert h.get(f"/criteria/{name}/alignment").json()["data"][-1]["judgement"] == "FAIL"
+
+
+def test_alignment_writes_need_a_read_write_key_of_the_project(gateway: Gateway) -> None:
+    from conftest import KEY_RE
+
+    name = f"guarded-{tag()}"
+    with gateway.http() as h:
+        assert (
+            h.post(
+                "/criteria", json={"name": name, "instructions": "x", "judge_model": "judge-json"}
+            ).status_code
+            == 201
+        )
+        assert h.post(f"/criteria/{name}/alignment", json={"rows": [row("a", "PASS")]}).status_code == 201
+        row_id = h.get(f"/criteria/{name}/alignment").json()["data"][0]["id"]
+    writes = [
+        ("post", f"/criteria/{name}/alignment", {"rows": [row("b", "FAIL")]}),
+        ("post", f"/criteria/{name}/alignment/sample", {"dataset_id": "x", "count": 1}),
+        ("patch", f"/criteria/{name}/alignment/{row_id}", {"judgement": "FAIL"}),
+        ("post", f"/criteria/{name}/alignment/run", {}),
+    ]
+    with gateway.http(gateway.read_only_key) as h:
+        for method, path, body in writes:
+            assert h.request(method, path, json=body).status_code == 403, path
+        assert h.delete(f"/criteria/{name}/alignment/{row_id}").status_code == 403
+        assert h.get(f"/criteria/{name}/alignment").status_code == 200  # reading is allowed
+    stranger = KEY_RE.findall(gateway.cli("projects", "create", f"al-{tag()}").stdout)[0]
+    with gateway.http(stranger) as h:
+        for method, path, body in writes:
+            assert h.request(method, path, json=body).status_code == 404, path
+        for path in (
+            f"/criteria/{name}/alignment",
+            f"/criteria/{name}/alignment/stats",
+            f"/criteria/{name}/alignment/compare",
+        ):
+            assert h.get(path).status_code == 404, path
+    with gateway.http() as h:  # nothing changed
+        (only,) = h.get(f"/criteria/{name}/alignment").json()["data"]
+        assert only["judgement"] == "PASS"

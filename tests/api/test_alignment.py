@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import FakeProvider, Gateway
+from conftest import KEY_RE, FakeProvider, Gateway
 
 
 def tag() -> str:
@@ -220,7 +220,6 @@ def test_alignment_rows_sampled_from_a_dataset_with_a_models_outputs(gateway: Ga
 
 
 def test_alignment_writes_need_a_read_write_key_of_the_project(gateway: Gateway) -> None:
-    from conftest import KEY_RE
 
     name = f"guarded-{tag()}"
     with gateway.http() as h:

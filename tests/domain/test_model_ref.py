@@ -34,6 +34,14 @@ def test_parse_model_prefix_selects_provider(model: str, kind: RouteKind, name: 
     assert ref.provider_slug is None
 
 
+def test_parse_model_openpipe_local_is_a_local_model() -> None:
+    ref = parse_model("openpipe:local/HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert ref == ModelRef(RouteKind.LOCAL, "HuggingFaceTB/SmolLM2-135M-Instruct", prefixed=True)
+    assert parse_model("openpipe:local/tiny") == parse_model("local:tiny")
+    with pytest.raises(InvalidRequest):
+        parse_model("openpipe:local/")
+
+
 def test_parse_model_openpipe_provider_slash_model_is_external() -> None:
     ref = parse_model("openpipe:custom-azure/gpt-4o-2024-08-06")
     assert ref == ModelRef(

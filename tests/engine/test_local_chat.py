@@ -414,3 +414,25 @@ def test_local_unknown_model_is_a_404(local: Gateway) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         local.client().chat.completions.create(model="local:no-such-model", messages=user("hi"))
     assert info.value.status_code == 404
+
+
+def test_local_model_reaches_the_gateway_through_the_openpipe_sdk(
+    local: Gateway, tiny_ref: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The openpipe SDK sends only `openpipe:`, `openai:`, `anthropic:` and `gemini:` models to
+    the gateway (others go to OpenAI directly): `openpipe:local/<id>` is the name it forwards."""
+    from openpipe import OpenAI as OpenPipeOpenAI
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    client = OpenPipeOpenAI(openpipe={"api_key": local.key, "base_url": local.base_url})
+    messages = user(PROMPTS[0])
+    reply = client.chat.completions.create(
+        model="openpipe:local/tiny", messages=messages, temperature=0, max_tokens=20
+    )
+    assert reply.choices[0].message.content == tiny_ref.greedy_with_ids(messages, 20)[0]
+    marker = PROMPTS[0]
+    logged = local.wait_for_log(marker)
+    assert logged["reqPayload"]["model"] == "openpipe:local/tiny" and logged["statusCode"] == 200
+    with local.http() as h:
+        r = h.post("/external-providers", json={"slug": "local", "baseUrl": "http://example.com/v1"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "slug"

@@ -61,6 +61,10 @@ def names_moa(ref: ModelRef) -> bool:
     )
 
 
+LOCAL_PROVIDER = "local"
+"""``openpipe:local/<id>`` names the model ``local:<id>``: no external provider may take the slug."""
+
+
 def parse_model(model: str) -> ModelRef:
     """Parse a ``model`` field; raise :class:`InvalidRequest` for an unusable one."""
     if not model or not model.strip():
@@ -87,6 +91,12 @@ def parse_model(model: str) -> ModelRef:
         if not rest:
             raise InvalidRequest("Model name missing after `openpipe:`", param="model")
         provider, sep, name = rest.partition("/")
+        if sep and provider == LOCAL_PROVIDER:
+            # The name the openpipe SDK forwards (it sends only `openpipe:`, `openai:`,
+            # `anthropic:` and `gemini:` models to the gateway): `local:<id>` by another name.
+            if not name:
+                raise InvalidRequest("Model name missing after `openpipe:local/`", param="model")
+            return ModelRef(RouteKind.LOCAL, name, prefixed=True)
         if sep:
             if not provider or not name:
                 raise InvalidRequest(

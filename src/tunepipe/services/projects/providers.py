@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from tunepipe.db import provider_config
 from tunepipe.db.database import Database
 from tunepipe.db.secrets import SecretBox
+from tunepipe.domain.model_ref import LOCAL_PROVIDER
 from tunepipe.domain.projects import ExternalModel, ExternalProvider, ProviderKey
 from tunepipe.errors import InvalidRequest, NotFound
 from tunepipe.services.changes import ChangeFeed, write_and_announce
@@ -78,6 +79,11 @@ class ProviderService:
     ) -> ExternalProvider:
         if not _SLUG.match(slug):
             raise InvalidRequest("Provider slugs use letters, digits, `.`, `_` and `-`", param="slug")
+        if slug == LOCAL_PROVIDER:
+            raise InvalidRequest(
+                "`local` is reserved: `openpipe:local/<id>` names the models tunepipe runs itself",
+                param="slug",
+            )
         if kind not in EXTERNAL_KINDS:
             raise InvalidRequest(f"kind must be one of {', '.join(EXTERNAL_KINDS)}", param="kind")
         if not base_url.startswith(("http://", "https://")):

@@ -62,11 +62,19 @@ def run() -> None:
         raise SystemExit(1) from None
 
 
-@app.callback()
-def main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """tunepipe: a self-hosted, OpenPipe-compatible LLM gateway."""
 
 
 @app.command()
@@ -88,7 +96,9 @@ def serve(
             key = f"[bold green]{boot.new_key}[/bold green]"
             console.print(f"Project [bold]{boot.project.name}[/bold] API key (shown once): {key}")
         elif settings.api_key:
-            console.print(f"Using API key from TUNEPIPE_API_KEY: [bold green]{settings.api_key}[/bold green]")
+            # The operator knows the key; a log file keeping it whole would not need to.
+            shown = f"{settings.api_key[:8]}…"
+            console.print(f"Using the API key from TUNEPIPE_API_KEY ([bold green]{shown}[/bold green])")
         else:
             console.print("Project keys exist already; `tunepipe keys create` makes a new one.")
         if settings.default_model:

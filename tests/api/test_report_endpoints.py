@@ -320,6 +320,20 @@ def test_local_testing_only_latest_logged_call_via_sdk(gateway: Gateway) -> None
     assert latest.created_at.tzinfo is not None
 
 
+def test_latest_logged_call_is_the_last_received_not_the_latest_requested_at(gateway: Gateway) -> None:
+    first, second = marker(), marker()
+    for text, at in ((first, T0 + 60_000), (second, T0)):  # the second report claims an older time
+        op(gateway).report(
+            requested_at=at,
+            received_at=at + 10,
+            req_payload={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]},
+            resp_payload=completion(text),
+            status_code=200,
+        )
+    latest = op(gateway).base_client.local_testing_only_get_latest_logged_call()
+    assert latest is not None and latest.req_payload["messages"][0]["content"] == second
+
+
 def test_check_cache_misses_when_nothing_is_stored(gateway: Gateway) -> None:
     result = op(gateway).base_client.check_cache(
         requested_at=T0, req_payload={"model": "gpt-4o", "messages": []}, tags={"a": "b"}

@@ -208,9 +208,24 @@ def get_call(conn: Connection, project_id: str, call_id: str) -> LoggedCall | No
 
 
 def latest_call(conn: Connection, project_id: str) -> LoggedCall | None:
-    """The latest call the project made (a judge's call is part of the call it judged)."""
-    page, _ = list_calls(conn, project_id, LogFilter(judges=False), limit=1, with_bodies=True)
-    return page[0] if page else None
+    """The call the project's logs received last: ids are time-ordered from when a call reached
+    the gateway (a reported call's ``requestedAt`` is the client's and may be older). A judge's
+    call is part of the call it judged and is left out."""
+    c = logged_calls.c
+    row = conn.execute(
+        select(logged_calls)
+        .where(*_where(project_id, LogFilter(judges=False)))
+        .order_by(c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return _to_call(
+        row,
+        _metadata_for(conn, [row.id])[row.id],
+        _bodies_for(conn, [row.id]).get(row.id),
+        _criteria_for(conn, [row.id]).get(row.id),
+    )
 
 
 def update_metadata(

@@ -343,6 +343,34 @@ def test_local_tool_choice_required_streaming(local: Gateway) -> None:
     assert finishes == ["tool_calls"]
 
 
+def test_local_legacy_functions_answer_with_function_call(local: Gateway) -> None:
+    """A request in the legacy form gets the legacy answer: ``function_call``, not ``tool_calls``."""
+    functions = [WEATHER["function"]]
+    forced = {"name": "get_weather"}
+    r = ask(local, user("weather?"), functions=functions, function_call=forced, max_tokens=80, temperature=0)
+    choice = r.choices[0]
+    assert choice.finish_reason == "function_call" and not choice.message.tool_calls
+    assert choice.message.function_call.name == "get_weather"
+    assert set(orjson.loads(choice.message.function_call.arguments)) == {"city", "celsius"}
+    chunks = list(
+        ask(
+            local,
+            user("weather?"),
+            functions=functions,
+            function_call=forced,
+            max_tokens=80,
+            temperature=0,
+            stream=True,
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not any(d.tool_calls for d in deltas)
+    arguments = "".join(d.function_call.arguments or "" for d in deltas if d.function_call)
+    assert orjson.loads(arguments) == orjson.loads(choice.message.function_call.arguments)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["function_call"]
+
+
 def test_local_tool_choice_none_is_plain_text(local: Gateway, tiny_ref: Reference) -> None:
     r = ask(local, user(PROMPTS[4]), tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=30)
     choice = r.choices[0]

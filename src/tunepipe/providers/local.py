@@ -28,6 +28,7 @@ from tunepipe.engine.loading import LoadedModel
 from tunepipe.engine.types import Delta, SamplingParams, SequenceSpec
 from tunepipe.errors import InvalidRequest, UpstreamUnavailable
 from tunepipe.providers.base import Completion
+from tunepipe.providers.legacy import as_function_call, asked_for_functions, legacy_chunks
 
 
 @dataclass(slots=True)
@@ -174,14 +175,15 @@ class LocalProvider:
                 "total_tokens": len(prompt) + completion_tokens,
             },
         }
-        return Completion(data=data)
+        return Completion(data=as_function_call(data) if asked_for_functions(body) else data)
 
     # ------------------------------------------------------------------ streaming
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         body = self._pruned(body)
         loaded, prompt, specs = await self._start(body)
-        return self._chunks(body, loaded, prompt, specs)
+        chunks = self._chunks(body, loaded, prompt, specs)
+        return legacy_chunks(chunks) if asked_for_functions(body) else chunks
 
     async def _chunks(
         self, body: dict[str, Any], loaded: LoadedModel, prompt: list[int], specs: list[SequenceSpec]

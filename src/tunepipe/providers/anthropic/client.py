@@ -19,11 +19,6 @@ import orjson
 from httpx_sse import SSEError
 
 from tunepipe.errors import UpstreamUnavailable
-from tunepipe.providers.anthropic.response import (
-    as_function_call,
-    asked_for_functions,
-    chunk_as_function_call,
-)
 from tunepipe.providers.anthropic.translate import (
     StreamTranslator,
     to_anthropic_request,
@@ -31,6 +26,7 @@ from tunepipe.providers.anthropic.translate import (
 )
 from tunepipe.providers.base import Completion
 from tunepipe.providers.http import guarded, open_response, post_json
+from tunepipe.providers.legacy import as_function_call, asked_for_functions, legacy_chunks
 from tunepipe.providers.sse import aiter_events
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -86,7 +82,7 @@ class AnthropicProvider:
         except StopAsyncIteration:
             raise UpstreamUnavailable(f"{self.name} closed the stream before sending anything") from None
         stream = _prepend(first, chunks)
-        return _legacy_functions(stream) if asked_for_functions(body) else stream
+        return legacy_chunks(stream) if asked_for_functions(body) else stream
 
     async def _chunks(
         self, resp: aiohttp.ClientResponse, translator: StreamTranslator
@@ -118,11 +114,3 @@ async def _prepend(
         # A consumer that stops early closes this generator; pass that on so the response is
         # released now rather than whenever the inner generator is collected.
         await rest.aclose()
-
-
-async def _legacy_functions(chunks: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[dict[str, Any]]:
-    try:
-        async for chunk in chunks:
-            yield chunk_as_function_call(chunk)
-    finally:
-        await chunks.aclose()

@@ -206,39 +206,3 @@ class StreamTranslator:
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
-
-
-def asked_for_functions(body: JSON) -> bool:
-    """A request in the legacy form (``functions``, no ``tools``) wants the legacy answer back:
-    one ``function_call`` instead of ``tool_calls``, finish reason ``function_call``."""
-    return bool(body.get("functions")) and not body.get("tools")
-
-
-def _as_function_call(call: JSON) -> JSON:
-    function = call.get("function") or {}
-    return {k: function[k] for k in ("name", "arguments") if function.get(k) is not None}
-
-
-def as_function_call(completion: JSON) -> JSON:
-    """A ``chat.completion`` with its first tool call as the legacy ``function_call``."""
-    for choice in completion.get("choices") or []:
-        message = choice.get("message") or {}
-        calls = message.pop("tool_calls", None)
-        if calls:
-            message["function_call"] = _as_function_call(calls[0])
-        if choice.get("finish_reason") == "tool_calls":
-            choice["finish_reason"] = "function_call"
-    return completion
-
-
-def chunk_as_function_call(chunk: JSON) -> JSON:
-    """The same for a stream chunk: deltas of the first tool call become ``function_call`` deltas."""
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        calls = delta.pop("tool_calls", None)
-        first = [c for c in calls or [] if c.get("index", 0) == 0]
-        if first:
-            delta["function_call"] = _as_function_call(first[0])
-        if choice.get("finish_reason") == "tool_calls":
-            choice["finish_reason"] = "function_call"
-    return chunk

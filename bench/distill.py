@@ -16,7 +16,7 @@ names and cities, and on larger sets of the same two kinds (400 and 200, drawn w
 seed: one prompt of 40 is 2.5 points, too coarse to compare two models by); then the time ratio
 and whether the target holds (at most half the time, the same or better held-out exact match).
 
-    .venv/bin/python bench/distill.py [--model-dir DIR] [--keep]
+    .venv/bin/python bench/distill.py [--model-dir DIR] [--only rule|early] [--early-lr X] [--keep]
 
 ``--model-dir``: an already converted default model (else ``tunepipe base-models
 install-default`` fetches and converts it). Runs for 20-30 minutes on two CPU cores.
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("rule", "early"), help="train one of the two (no ratio: for trying settings)"
     )
+    parser.add_argument("--early-lr", type=float, help="learning-rate multiplier of the early-stopping run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tunepipe-distill-"))
     home = work / "home"
@@ -157,7 +158,8 @@ def main() -> None:
                 for e in http.get(f"/datasets/{dataset['id']}/entries", params={"limit": 500}).json()["data"]
                 if e["split"] == "TRAIN"
             )
-            runs = [("rule", {"num_epochs": default_epochs(train_rows)}), ("early stopping", {})]
+            early = {"learning_rate_multiplier": args.early_lr} if args.early_lr else {}
+            runs = [("rule", {"num_epochs": default_epochs(train_rows)}), ("early stopping", early)]
             if args.only:
                 runs = [runs[0] if args.only == "rule" else runs[1]]
             results = []

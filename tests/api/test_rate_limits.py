@@ -491,8 +491,8 @@ def _statuses_spread_over_both_workers(workers: Workers) -> list[int]:
 @pytest.mark.slow
 def test_rate_limit_holds_across_workers_only_with_redis(two_workers: Workers) -> None:
     statuses = _statuses_spread_over_both_workers(two_workers)
-    assert set(statuses) == {200, 429}, statuses
+    assert set(statuses) <= {200, 429} and len(statuses) >= 8, statuses
     if two_workers.counters == "redis":
-        assert statuses.count(200) == 4, statuses
-    else:  # each worker counts alone: each admits up to 4, and both took calls
+        assert statuses.count(200) == 4 and 429 in statuses, statuses
+    else:  # each worker counts alone: each admits up to 4, and both took calls (8 may all pass)
         assert 4 < statuses.count(200) <= 8, statuses

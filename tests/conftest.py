@@ -82,14 +82,18 @@ class Gateway:
             base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
         )
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, wide: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``tunepipe …`` with the server's environment; ``wide``: tables never wrap."""
+        env = {**self.env, "COLUMNS": "250"} if wide else self.env
         return subprocess.run(
             [sys.executable, "-m", "tunepipe", *args],
-            env=self.env,
+            env=env,
             capture_output=True,
             text=True,
             check=check,
-            timeout=60,
+            timeout=timeout,
         )
 
     def latest(self, key: str | None = None) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,7 @@ def tag() -> str:
 
 def cli(gateway: Gateway, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``tunepipe …`` with the server's environment, wide enough that tables never wrap."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tunepipe", *args],
-        env={**gateway.env, "COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = gateway.cli(*args, check=False, wide=True, timeout=120)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done

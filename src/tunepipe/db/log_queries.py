@@ -197,8 +197,11 @@ def get_call(conn: Connection, project_id: str, call_id: str) -> LoggedCall | No
     row = conn.execute(
         select(logged_calls).where(logged_calls.c.project_id == project_id, logged_calls.c.id == call_id)
     ).first()
-    if row is None:
-        return None
+    return _in_full(conn, row) if row is not None else None
+
+
+def _in_full(conn: Connection, row: Any) -> LoggedCall:
+    """One call with its metadata, bodies and criteria results."""
     return _to_call(
         row,
         _metadata_for(conn, [row.id])[row.id],
@@ -218,14 +221,7 @@ def latest_call(conn: Connection, project_id: str) -> LoggedCall | None:
         .order_by(c.id.desc())
         .limit(1)
     ).first()
-    if row is None:
-        return None
-    return _to_call(
-        row,
-        _metadata_for(conn, [row.id])[row.id],
-        _bodies_for(conn, [row.id]).get(row.id),
-        _criteria_for(conn, [row.id]).get(row.id),
-    )
+    return _in_full(conn, row) if row is not None else None
 
 
 def update_metadata(

@@ -144,6 +144,8 @@ def _to_call(
         answered_by=row.answered_by,
         attempt_count=row.attempts,
         attempts=bodies[2] if bodies else None,
+        request_id=row.request_id,
+        endpoint=row.endpoint,
     )
 
 

@@ -74,6 +74,7 @@ _INT_MAX = 2**31 - 1  # `Integer` columns are 32-bit on Postgres
 _MODEL_LEN = _length(logged_calls.c.model)
 _FINISH_LEN = _length(logged_calls.c.finish_reason)
 _COMPLETION_ID_LEN = _length(logged_calls.c.completion_id)
+_REQUEST_ID_LEN = _length(logged_calls.c.request_id)
 _KEY_LEN = _length(logged_call_metadata.c.key)
 # Postgres indexes (project_id, key, value), and a btree entry must stay under ~2.7 kB.
 MAX_METADATA_VALUE_BYTES = 1500
@@ -144,6 +145,8 @@ def _insert(conn: Connection, records: list[_Compressed]) -> None:
                 "parent_id": r.parent_id,
                 "answered_by": _clip(r.answered_by, _MODEL_LEN),
                 "attempts": len(r.attempts) or None,
+                "request_id": _clip(r.request_id, _REQUEST_ID_LEN),
+                "endpoint": r.endpoint,
             }
         )
         bodies.append(

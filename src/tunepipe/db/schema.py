@@ -120,6 +120,10 @@ logged_calls = Table(
     # The model that answered (a fallback's, when the requested one failed) and the attempts made.
     Column("answered_by", String(300), nullable=True),
     Column("attempts", Integer, nullable=True),
+    # The x-request-id answered with (the client's own when it sent one).
+    Column("request_id", String(200), nullable=True),
+    # Which API the call came through when not chat completions: responses | messages | embeddings | completions.
+    Column("endpoint", String(24), nullable=True),
     Index(None, "project_id", "requested_at"),
     Index(None, "parent_id"),
     Index(None, "project_id", "model", "requested_at"),
@@ -482,6 +486,19 @@ response_cache = Table(
     Column("expires_at", BigInteger, nullable=False),
     Index(None, "project_id", "model"),
     Index(None, "expires_at"),
+)
+
+# Responses API objects kept for `previous_response_id` and `GET /responses/{id}` (`store`).
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),  # resp_...
+    Column("project_id", String(36), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("model", String(300), nullable=False),
+    # zlib-compressed JSON: {"response": <response object>, "messages": <chat history incl. output>}
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "project_id", "created_at"),
 )
 
 # A project's default fallback chain and retries for a model (`op-fallback`/`op-retries` win).

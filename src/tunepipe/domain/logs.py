@@ -38,6 +38,8 @@ class LogRecord:
     criteria: list[tuple[int, CriterionResult]] = field(default_factory=list)  # (choice index, result)
     answered_by: str | None = None  # the model that answered (a fallback's) when not the one asked
     attempts: list[dict[str, Any]] = field(default_factory=list)  # every try, when there was more than one
+    request_id: str | None = None  # the x-request-id it was answered with
+    endpoint: str | None = None  # the API it came through, when not chat completions
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +83,5 @@ class LoggedCall:
     answered_by: str | None = None
     attempt_count: int | None = None
     attempts: list[dict[str, Any]] | None = None
+    request_id: str | None = None
+    endpoint: str | None = None

@@ -180,6 +180,8 @@ def call_view(call: LoggedCall, *, bodies: bool) -> dict[str, Any]:
         "criteriaResults": {str(i): results for i, results in sorted(call.criteria.items())},
         "answeredBy": call.answered_by or call.model,
         "attemptCount": call.attempt_count or 1,
+        "requestId": call.request_id,
+        "endpoint": call.endpoint or "chat.completions",
     }
     if bodies:
         out["reqPayload"] = call.request

@@ -39,6 +39,8 @@ class CallLog:
     cache_hit: bool = False
     answered_by: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    request_id: str | None = None  # the x-request-id the call is answered with
+    endpoint: str | None = None  # responses | messages | embeddings | completions (None: chat)
 
     def tries(self) -> tuple[str | None, list[dict[str, Any]]]:
         """What the log keeps of the tries: the answering model and every try, only when there
@@ -103,6 +105,8 @@ def build_record(
     criteria: list[tuple[int, CriterionResult]] | None = None,
     cost_override: float | None = None,
     tries: tuple[str | None, list[dict[str, Any]]] = (None, []),
+    request_id: str | None = None,
+    endpoint: str | None = None,
 ) -> LogRecord:
     parsed = (
         parsed_response
@@ -140,6 +144,8 @@ def build_record(
         criteria=list(criteria or []),
         answered_by=tries[0],
         attempts=tries[1],
+        request_id=request_id,
+        endpoint=endpoint,
     )
 
 
@@ -183,6 +189,8 @@ class RequestLogger:
                 cache_hit=call.cache_hit,
                 cost_override=cost,
                 tries=call.tries(),
+                request_id=call.request_id,
+                endpoint=call.endpoint,
             )
         )
 
@@ -205,5 +213,7 @@ class RequestLogger:
                 record_id=call.id,
                 parent_id=call.parent_id,
                 tries=call.tries(),
+                request_id=call.request_id,
+                endpoint=call.endpoint,
             )
         )

@@ -154,9 +154,11 @@ class ChatService:
             chain = await self._router.fallback_chain(principal, state.requested)
         return plan_for(state.requested, chain, opts.fallbacks, opts.retries)
 
-    async def prepare(self, principal: Principal, raw: bytes, headers: Mapping[str, str]) -> Prepared:
+    async def prepare(
+        self, principal: Principal, raw: bytes, headers: Mapping[str, str], *, endpoint: str | None = None
+    ) -> Prepared:
         """Parse and validate; a failure here is logged (when logging is on) and raised."""
-        return await prepare(self._logger, principal, raw, headers)
+        return await prepare(self._logger, principal, raw, headers, endpoint=endpoint)
 
     def _judge_log(self, call: CallLog) -> JudgeLog | None:
         """Judges' calls are logged under the call they judge, when that call is logged."""

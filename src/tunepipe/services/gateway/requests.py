@@ -111,15 +111,24 @@ def _decode(raw: bytes) -> Any:
 
 
 async def prepare(
-    logger: RequestLogger, principal: Principal, raw: bytes, headers: Mapping[str, str]
+    logger: RequestLogger,
+    principal: Principal,
+    raw: bytes,
+    headers: Mapping[str, str],
+    *,
+    endpoint: str | None = None,
 ) -> Prepared:
-    """Parse and validate; a failure here is logged (when logging is on) and raised."""
+    """Parse and validate; a failure here is logged (when logging is on) and raised.
+
+    ``endpoint`` names the API a translated call came through (``responses``, ``messages``);
+    the log keeps it."""
     call = CallLog(
         project_id=principal.project.id,
         requested_at=now_ms(),
         model=None,
         request=raw,
         enabled=not principal.read_only and headers.get("op-log-request", "").lower() != "false",
+        endpoint=endpoint,
     )
     try:
         body = _decode(raw)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tunepipe.domain.fine_tunes import FineTune
@@ -21,10 +21,15 @@ class TrainedModel:
 
 @dataclass(frozen=True, slots=True)
 class RoutedModel:
-    """A model tunepipe routes to but did not train (context 0: unknown)."""
+    """A model tunepipe routes to but did not train (context and output limit 0: unknown)."""
 
     id: str
     owner: str
     created_s: int
     context: int = 0
+    max_output: int = 0
     price: Price | None = None
+
+    def named(self, model_id: str) -> RoutedModel:
+        """The same model under another name that routes to it (``openai:gpt-4o`` for ``gpt-4o``)."""
+        return replace(self, id=model_id)

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tunepipe.domain.catalog import RoutedModel, TrainedModel
 from tunepipe.domain.fine_tunes import FineTune, TestOutput, test_set_summary
-from tunepipe.domain.pricing import Price
 from tunepipe.protocol.logs import iso
 from tunepipe.protocol.types import Id, Text
 
@@ -125,9 +124,11 @@ def unstable_request(body: UnstableFinetuneCreateRequest) -> CreateModelRequest:
 # The openpipe SDK (5.0.0) parses every item of ``GET /models`` as a Model and requires all of its
 # fields, so the models tunepipe routes but did not train (OpenAI, Anthropic, Gemini, external,
 # ``local:``) are shown in the same shape: ``openpipe.status`` DEPLOYED, no hyperparameters, no
-# dataset. Timestamps are ISO 8601 strings, as OpenPipe sends them. What OpenPipe does not have
-# (training progress and metrics, row counts, the copied pruning rules) goes under ``tunepipe``,
-# where an OpenPipe client never looks.
+# dataset. ``created`` and ``updated`` are Unix seconds, as OpenAI's Model has them (the openpipe
+# SDK reads them as strings and converts a number). A context window or output limit that is not
+# known is 0: the openpipe SDK refuses null there. What OpenPipe does not have (training progress
+# and metrics, row counts, the copied pruning rules) goes under ``tunepipe``, where an OpenPipe
+# client never looks.
 
 CAPABILITIES = ("chat", "tools", "json")
 
@@ -144,8 +145,8 @@ def model_view(ft: FineTune, *, progress: dict[str, Any], owner: str, context: i
         "name": ft.slug,
         "object": "model",
         "description": ft.description,
-        "created": iso(ft.created_at),
-        "updated": iso(ft.updated_at),
+        "created": ft.created_at // 1000,
+        "updated": ft.updated_at // 1000,
         "openpipe": {
             "baseModel": ft.base_model,
             "hyperparameters": ft.hyperparameters,
@@ -174,18 +175,16 @@ def model_view(ft: FineTune, *, progress: dict[str, Any], owner: str, context: i
     }
 
 
-def routed_model_view(
-    model_id: str, *, owner: str, created_s: int, context: int = 0, price: Price | None = None
-) -> dict[str, Any]:
-    """A model tunepipe routes to but did not train, in the Model shape (context 0: unknown)."""
-    created = iso(created_s * 1000)
+def routed_model_view(item: RoutedModel) -> dict[str, Any]:
+    """A model tunepipe routes to but did not train, in the Model shape (limits 0: unknown)."""
+    model_id, price = item.id, item.price
     return {
         "id": model_id,
         "name": model_id,
         "object": "model",
         "description": None,
-        "created": created,
-        "updated": created,
+        "created": item.created_s,
+        "updated": item.created_s,
         "openpipe": {
             "baseModel": model_id,
             "hyperparameters": None,
@@ -193,14 +192,14 @@ def routed_model_view(
             "datasetId": "",
             "errorMessage": None,
         },
-        "contextWindow": context,
-        "maxCompletionTokens": context,
+        "contextWindow": item.context,
+        "maxCompletionTokens": item.max_output,
         "capabilities": list(CAPABILITIES),
         "pricing": {
             "chatIn": price.input_per_m if price else 0,
             "chatOut": price.output_per_m if price else 0,
         },
-        "owned_by": owner,
+        "owned_by": item.owner,
     }
 
 
@@ -245,6 +244,4 @@ def catalog_view(item: TrainedModel | RoutedModel) -> dict[str, Any]:
     """One item of ``GET /models``."""
     if isinstance(item, TrainedModel):
         return model_view(item.fine_tune, progress=item.progress, owner=item.owner, context=item.context)
-    return routed_model_view(
-        item.id, owner=item.owner, created_s=item.created_s, context=item.context, price=item.price
-    )
+    return routed_model_view(item)

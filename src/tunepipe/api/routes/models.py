@@ -1,6 +1,13 @@
 """The Models API (spec A.4): list what the project can call, train a model (``POST /models``),
 get and delete one; tunepipe's additions (cancel, test-set outputs, adapter and merged-weights
-downloads); and the deprecated ``/unstable/finetune/*`` routes."""
+downloads); and the deprecated ``/unstable/finetune/*`` routes.
+
+``GET /models/{id}`` takes every listed id, also those with ``/`` in them
+(``openpipe:<provider>/<model>``, ``local:<org>/<name>``), so its path parameter is a ``path`` and
+the route comes after the fine-tune sub-resources (``…/adapter``, ``…/weights``,
+``…/test-outputs``). A listed model whose id happens to end in one of those names is still found:
+a sub-resource route that finds no fine-tune looks the whole path up in the catalog.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from starlette.responses import FileResponse, Response
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
 from tunepipe.domain.fine_tunes import FineTune
+from tunepipe.domain.projects import Principal
+from tunepipe.errors import NotFound
 from tunepipe.protocol.models import (
     CreateModelRequest,
     UnstableFinetuneCreateRequest,
@@ -46,11 +55,6 @@ async def create_model(body: CreateModelRequest, state: State, caller: Writer) -
     return await _view(state, caller.project.name, await state.fine_tunes.create(caller, body))
 
 
-@router.get("/models/{slug}")
-async def get_model(slug: Id, state: State, caller: Caller) -> Response:
-    return await _view(state, caller.project.name, await state.fine_tunes.get(caller, slug))
-
-
 @router.delete("/models/{slug}")
 async def delete_model(slug: Id, state: State, caller: Writer) -> Response:
     ft = await state.fine_tunes.delete(caller, slug)
@@ -62,15 +66,29 @@ async def cancel_model(slug: Id, state: State, caller: Writer) -> Response:
     return await _view(state, caller.project.name, await state.fine_tunes.cancel(caller, slug))
 
 
+async def _listed(state: Container, caller: Principal, model_id: str, missing: NotFound) -> Response:
+    """The catalog's model ``model_id`` when a sub-resource route took its path; else ``missing``."""
+    try:
+        return json_response(catalog_view(await state.catalog.find(caller, model_id)))
+    except NotFound:
+        raise missing from None
+
+
 @router.get("/models/{slug}/test-outputs")
 async def model_test_outputs(slug: Id, state: State, caller: Caller) -> Response:
-    ft, outputs = await state.fine_tunes.test_outputs(caller, slug)
+    try:
+        ft, outputs = await state.fine_tunes.test_outputs(caller, slug)
+    except NotFound as exc:
+        return await _listed(state, caller, f"{slug}/test-outputs", exc)
     return json_response(test_outputs_view(ft, outputs))
 
 
 @router.get("/models/{slug}/adapter")
 async def download_adapter(slug: Id, state: State, caller: Caller) -> Response:
-    ft, data = await state.fine_tunes.adapter_archive(caller, slug)
+    try:
+        ft, data = await state.fine_tunes.adapter_archive(caller, slug)
+    except NotFound as exc:
+        return await _listed(state, caller, f"{slug}/adapter", exc)
     return Response(
         data,
         media_type="application/gzip",
@@ -82,10 +100,19 @@ async def download_adapter(slug: Id, state: State, caller: Caller) -> Response:
 async def download_weights(
     slug: Id, state: State, caller: Caller, dtype: Annotated[Dtype, Query()] = "bf16"
 ) -> Response:
-    archive = await state.fine_tunes.merged_archive(caller, slug, dtype)
+    try:
+        archive = await state.fine_tunes.merged_archive(caller, slug, dtype)
+    except NotFound as exc:
+        return await _listed(state, caller, f"{slug}/weights", exc)
     return FileResponse(
         archive, media_type="application/gzip", filename=f"{slug.removeprefix('openpipe:')}-{dtype}.tar.gz"
     )
+
+
+# After every `/models/{slug}/…` GET route: a `path` parameter would take their paths too.
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: Id, state: State, caller: Caller) -> Response:
+    return json_response(catalog_view(await state.catalog.find(caller, model_id)))
 
 
 # Deprecated (OpenPipe's older SDKs)

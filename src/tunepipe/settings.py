@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -176,7 +176,35 @@ class Settings(BaseSettings):
         None, description="Torch device for training (default: cuda if present, else cpu)."
     )
 
-    @field_validator("worker_kinds", mode="before")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token `GET /metrics` asks for; unset: the metrics are open to anyone "
+        "who reaches the server.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins browsers may call the API from, comma-separated (`*`: any); empty: "
+        "no CORS headers.",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP collector base URL (`http://host:4318`): model calls are traced "
+        "to `<url>/v1/traces`. Unset (and no traces endpoint): no tracing.",
+    )
+    otlp_traces_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        description="Full OTLP/HTTP traces URL; wins over `otlp_endpoint`.",
+    )
+    otel_capture_message_content: bool = Field(
+        False,
+        validation_alias=_env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+        description="Put prompts and completions in the traces (`gen_ai.input.messages`, "
+        "`gen_ai.output.messages`).",
+    )
+
+    @field_validator("worker_kinds", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

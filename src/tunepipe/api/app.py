@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from tunepipe import __version__
-from tunepipe.api import errors
+from tunepipe.api import errors, middleware
 from tunepipe.api.routes import (
     base_models,
     cache,
@@ -38,6 +39,7 @@ from tunepipe.api.routes import (
 from tunepipe.jobs.kinds import build_worker
 from tunepipe.services.container import Container
 from tunepipe.settings import Settings
+from tunepipe.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,13 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """The app; ``span_exporter`` receives the traces of model calls (whatever the settings)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Container.open(settings) as container:
+        async with Container.open(settings, span_exporter=span_exporter) as container:
             worker = build_worker(container) if settings.worker else None
             if worker is not None:
                 await worker.start()
@@ -78,9 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 if worker is not None:
                     await worker.close()
+                metrics.process_exited()
 
     app = FastAPI(title="tunepipe", version=__version__, lifespan=lifespan)
     errors.install(app)
+    middleware.install(app, settings)
     for prefix in API_PREFIXES:
         chat.add_routes(app, prefix)
     for prefix in API_PREFIXES:

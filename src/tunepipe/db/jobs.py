@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from tunepipe.db.schema import jobs
 from tunepipe.domain.clock import now_ms
@@ -230,3 +230,14 @@ def cancel_requested(conn: Connection, job_id: str) -> bool:
 
 def running(conn: Connection) -> list[Job]:
     return [_job(r) for r in conn.execute(select(jobs).where(jobs.c.status == JobStatus.RUNNING.value))]
+
+
+def open_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """Jobs queued and running, of every project, by (kind, status)."""
+    open_statuses = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+    rows = conn.execute(
+        select(jobs.c.kind, jobs.c.status, func.count())
+        .where(jobs.c.status.in_(open_statuses))
+        .group_by(jobs.c.kind, jobs.c.status)
+    )
+    return {(kind, status): int(count) for kind, status, count in rows}

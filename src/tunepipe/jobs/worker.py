@@ -41,6 +41,7 @@ from tunepipe.domain.jobs import Job, JobEvent, JobStatus, after_crash
 from tunepipe.services.jobs import queue
 from tunepipe.services.jobs.context import Handler, JobContext, JobCrashed, JobFailed, JobStopped
 from tunepipe.settings import Settings
+from tunepipe.telemetry.metrics import JOBS_FINISHED, JOBS_RUNNING_HERE
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ class Worker:
         log.info("job %s (%s, attempt %d) claimed", job.id, job.kind, job.attempts)
         watcher = asyncio.create_task(self._watch(ctx), name=f"job-watch-{job.id}")
         outcome: tuple[str, Any] = ("failed", "internal error: no outcome")
+        running = JOBS_RUNNING_HERE.labels(job.kind)
+        running.inc()
         try:
             handler = self.handlers[job.kind]
             result = await handler(ctx)
@@ -216,6 +219,7 @@ class Worker:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             self.running.pop(job.id, None)
+            running.dec()
         await self._settle(ctx, *outcome)
 
     async def _settle(self, ctx: JobContext, outcome: str, detail: Any) -> None:
@@ -266,6 +270,7 @@ class Worker:
             log.warning("job %s was taken away before it could be settled (%s)", ctx.job.id, outcome)
         else:
             log.info("job %s (%s): %s", done.id, done.kind, done.status)
+            JOBS_FINISHED.labels(done.kind, done.status.lower()).inc()
 
     async def _watch(self, ctx: JobContext) -> None:
         while True:

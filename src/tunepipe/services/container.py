@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
@@ -61,6 +62,7 @@ from tunepipe.services.projects.service import ProjectService
 from tunepipe.settings import Settings
 from tunepipe.stores.limits import Limiter, MemoryLimiter, RedisLimiter
 from tunepipe.stores.responses import CacheStore, DatabaseStore, RedisStore
+from tunepipe.telemetry.tracing import CallTracer
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +110,17 @@ class Container:
     limits: RateLimits
     fallbacks: Fallbacks
     moa: MoaConfigs
+    tracer: CallTracer | None = None
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, session: aiohttp.ClientSession) -> Container:
-        """Wire the graph (no I/O)."""
+    def build(
+        cls,
+        settings: Settings,
+        db: Database,
+        session: aiohttp.ClientSession,
+        tracer: CallTracer | None = None,
+    ) -> Container:
+        """Wire the graph (no I/O); ``tracer`` traces every model call."""
         box = SecretBox.from_settings(settings.secret_key, settings.home_dir)
         feed = ChangeFeed(db, poll_s=settings.change_poll_s, redis_url=settings.redis_url)
         writer = LogWriter(
@@ -127,7 +136,7 @@ class Container:
         router = Router(settings, db, box, session, local, serving, feed)
         fine_tunes = FineTuneService(settings, db, local=local, serving=serving, feed=feed)
         attempts = settings.job_max_attempts
-        logger = RequestLogger(writer)
+        logger = RequestLogger(writer, tracer)
         judge = Judge(router, logger, concurrency=settings.judge_concurrency)
         outputs = EntryOutputs(db, router)
         store: CacheStore = RedisStore(settings.redis_url) if settings.redis_url else DatabaseStore(db)
@@ -179,23 +188,30 @@ class Container:
             limits=limits,
             fallbacks=Fallbacks(db, router, breaker, feed),
             moa=MoaConfigs(db, router, feed),
+            tracer=tracer,
         )
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings, *, migrate: bool = False, follow_changes: bool = True
+        cls,
+        settings: Settings,
+        *,
+        migrate: bool = False,
+        follow_changes: bool = True,
+        span_exporter: SpanExporter | None = None,
     ) -> AsyncIterator[Container]:
         """Build, start what runs in the background, and tear it all down on the way out.
 
         ``follow_changes``: read the settings change feed (servers and workers do; a one-shot
-        CLI command only announces its own changes).
+        CLI command only announces its own changes). ``span_exporter``: where traces of model
+        calls go, instead of the OTLP endpoint of the settings (if any).
         """
         db = open_database(settings, migrate=migrate)
         session = new_session(
             connect_timeout_s=settings.upstream_connect_timeout_s, read_timeout_s=settings.upstream_timeout_s
         )
-        c = cls.build(settings, db, session)
+        c = cls.build(settings, db, session, CallTracer.build(settings, span_exporter))
         c.writer.start()
         try:
             await c.feed.start(poll=follow_changes)
@@ -210,5 +226,7 @@ class Container:
             await c.writer.close()
             await session.close()
             db.dispose()
+            if c.tracer is not None:
+                c.tracer.shutdown()
             if c.writer.stats.dropped:
                 log.error("request logs dropped during this run: %d", c.writer.stats.dropped)

@@ -32,6 +32,7 @@ from tunepipe.domain.projects import Principal
 from tunepipe.domain.routing import Attempt, Plan, backoff_s
 from tunepipe.errors import TunepipeError, UpstreamError
 from tunepipe.services.gateway.routing import Route, Router
+from tunepipe.telemetry.metrics import count_upstream_error
 
 T = TypeVar("T")
 
@@ -218,6 +219,9 @@ class Calls:
         except TunepipeError as exc:
             status = exc.upstream_status if isinstance(exc, UpstreamError) and exc.upstream_status else None
             outcome.attempts.append(Attempt(model, status or exc.status_code, _ms(started), exc.message))
+            if isinstance(exc, UpstreamError):
+                kind = outcome.route.ref.kind.value if outcome.route is not None else "unknown"
+                count_upstream_error(kind, status or exc.status_code)
             if not isinstance(exc, UpstreamError) or exc.retryable:  # a bad request says nothing of the model
                 self.breaker.failed(principal.project.id, model, exc.message)
             raise

@@ -38,6 +38,7 @@ from tunepipe.services.gateway.limits import RateLimits, Ticket
 from tunepipe.services.gateway.requests import Prepared, prepare
 from tunepipe.services.gateway.routing import Route, Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
+from tunepipe.telemetry.metrics import count_cache
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class ChatService:
                 principal, state.requested, route.identity, prepared.body, opts.cache, opts.cache_ttl_s
             )
             await self._cache.follow(state.lookup)
+            count_cache(state.lookup.status.value)
             self._cache.lead(state.lookup)
 
     async def _plan(self, principal: Principal, state: _Call) -> Plan:

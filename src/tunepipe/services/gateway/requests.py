@@ -17,6 +17,7 @@ from tunepipe.domain.cache_keys import CacheMode, parse_mode, parse_ttl
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.labels import merge_labels, parse_tags_header
 from tunepipe.domain.projects import Principal
+from tunepipe.domain.request_context import current_request_id
 from tunepipe.domain.routing import parse_fallback_header, parse_retries_header
 from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.chat import ChatCompletionRequest
@@ -129,6 +130,7 @@ async def prepare(
         request=raw,
         enabled=not principal.read_only and headers.get("op-log-request", "").lower() != "false",
         endpoint=endpoint,
+        request_id=current_request_id(),
     )
     try:
         body = _decode(raw)

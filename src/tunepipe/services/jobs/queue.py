@@ -167,6 +167,11 @@ class JobService:
             limit=limit,
         )
 
+    async def open_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs queued and running in the whole installation, by (kind, status), for metrics
+        (no project in them)."""
+        return await self._db.run(repo.open_counts)
+
     async def get(self, principal: Principal, job_id: str, *, subject_id: str | None = None) -> Job:
         """A job of the project (of ``subject_id``, the dataset of a dataset route)."""
         return await self._db.run(job_in, principal, job_id, subject_id)

@@ -3,10 +3,15 @@
 Everything about a logged call that can be derived from its payloads (tokens, cost, finish
 reason, completion id, duration) is derived here, the same way for proxied, streamed and
 reported calls.
+
+Every call the gateway finishes passes through :class:`RequestLogger`, logged or not
+(``op-log-request: false``), so it is also where a call is counted (Prometheus) and traced
+(OpenTelemetry): any API built on the pipeline gets both.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +23,10 @@ from tunepipe.domain.logs import LogRecord
 from tunepipe.domain.pricing import Price
 from tunepipe.domain.routing import Attempt
 from tunepipe.errors import TunepipeError
+from tunepipe.telemetry.metrics import observe_call
+from tunepipe.telemetry.tracing import CallTracer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -150,8 +159,21 @@ def build_record(
 
 
 class RequestLogger:
-    def __init__(self, writer: LogWriter) -> None:
+    def __init__(self, writer: LogWriter, tracer: CallTracer | None = None) -> None:
         self._writer = writer
+        self._tracer = tracer
+
+    async def _finished(self, call: CallLog, record: LogRecord, completion: Any) -> None:
+        observe_call(record)
+        if self._tracer is not None:
+            try:
+                self._tracer.record(
+                    record, request=call.request, completion=completion, answered_by=call.answered_by
+                )
+            except Exception:  # a trace must never cost the call its log
+                log.exception("tracing a call failed")
+        if call.enabled:
+            await self._writer.submit(record)
 
     async def success(
         self,
@@ -166,54 +188,48 @@ class RequestLogger:
     ) -> None:
         """Log a completion; a stream that broke off is logged with what arrived, the error and
         its status (499 when the client went away)."""
-        if not call.enabled:
-            return
-        await self._writer.submit(
-            build_record(
-                project_id=call.project_id,
-                requested_at=call.requested_at,
-                received_at=now_ms(),
-                model=call.model,
-                status_code=status_code,
-                source=call.source,
-                request=call.request,
-                response=raw if raw is not None else completion,
-                parsed_response=completion,
-                error_message=error_message,
-                metadata=call.metadata,
-                price=call.price,
-                streamed=streamed,
-                record_id=call.id,
-                parent_id=call.parent_id,
-                criteria=call.criteria,
-                cache_hit=call.cache_hit,
-                cost_override=cost,
-                tries=call.tries(),
-                request_id=call.request_id,
-                endpoint=call.endpoint,
-            )
+        record = build_record(
+            project_id=call.project_id,
+            requested_at=call.requested_at,
+            received_at=now_ms(),
+            model=call.model,
+            status_code=status_code,
+            source=call.source,
+            request=call.request,
+            response=raw if raw is not None else completion,
+            parsed_response=completion,
+            error_message=error_message,
+            metadata=call.metadata,
+            price=call.price,
+            streamed=streamed,
+            record_id=call.id,
+            parent_id=call.parent_id,
+            criteria=call.criteria,
+            cache_hit=call.cache_hit,
+            cost_override=cost,
+            tries=call.tries(),
+            request_id=call.request_id,
+            endpoint=call.endpoint,
         )
+        await self._finished(call, record, completion)
 
     async def failure(self, call: CallLog, error: TunepipeError, *, streamed: bool = False) -> None:
-        if not call.enabled:
-            return
-        await self._writer.submit(
-            build_record(
-                project_id=call.project_id,
-                requested_at=call.requested_at,
-                received_at=now_ms(),
-                model=call.model,
-                status_code=error.status_code,
-                source=call.source,
-                request=call.request,
-                response=error.envelope(),
-                error_message=error.message,
-                metadata=call.metadata,
-                streamed=streamed,
-                record_id=call.id,
-                parent_id=call.parent_id,
-                tries=call.tries(),
-                request_id=call.request_id,
-                endpoint=call.endpoint,
-            )
+        record = build_record(
+            project_id=call.project_id,
+            requested_at=call.requested_at,
+            received_at=now_ms(),
+            model=call.model,
+            status_code=error.status_code,
+            source=call.source,
+            request=call.request,
+            response=error.envelope(),
+            error_message=error.message,
+            metadata=call.metadata,
+            streamed=streamed,
+            record_id=call.id,
+            parent_id=call.parent_id,
+            tries=call.tries(),
+            request_id=call.request_id,
+            endpoint=call.endpoint,
         )
+        await self._finished(call, record, None)

@@ -484,6 +484,13 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def anthropic_count_tokens(request: web.Request) -> web.Response:
+    """Anthropic's token count, by the same rule as a message's ``input_tokens``."""
+    body = await request.json()
+    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    return web.json_response({"input_tokens": _words(orjson.dumps(body["messages"]).decode()) // 4 + 1})
+
+
 # ---------------------------------------------------------------- plumbing
 
 
@@ -504,6 +511,7 @@ def make_app() -> web.Application:
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     app.router.add_get("/_requests", list_requests)
     app.router.add_delete("/_requests", clear_requests)
     return app

@@ -29,6 +29,7 @@ from tunepipe.api.routes import (
     jobs,
     keys,
     logs,
+    messages,
     moa,
     models,
     providers,
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     middleware.install(app, settings)
     for prefix in API_PREFIXES:
         chat.add_routes(app, prefix)
+        messages.add_routes(app, prefix)
     for prefix in API_PREFIXES:
         for module in (
             models,

@@ -48,6 +48,7 @@ from tunepipe.services.gateway.criteria import CriteriaStep
 from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.limits import RateLimits
+from tunepipe.services.gateway.messages import MessagesService
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.jobs.queue import JobService
 from tunepipe.services.local.registry import BaseModelService
@@ -92,6 +93,7 @@ class Container:
     router: Router
     catalog: ModelCatalog
     chat: ChatService
+    messages: MessagesService
     logs: LogService
     datasets: DatasetService
     pruning: PruningService
@@ -150,6 +152,7 @@ class Container:
             cpu_s=settings.grader_cpu_s,
             memory_mb=settings.grader_memory_mb,
         )
+        chat = ChatService(router, logger, CriteriaStep(db, judge), calls, cache, limits)
         return cls(
             settings=settings,
             db=db,
@@ -165,7 +168,8 @@ class Container:
             serving=serving,
             router=router,
             catalog=ModelCatalog(router, fine_tunes),
-            chat=ChatService(router, logger, CriteriaStep(db, judge), calls, cache, limits),
+            chat=chat,
+            messages=MessagesService(chat, router, logger, limits, session),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),

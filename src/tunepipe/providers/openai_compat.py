@@ -85,3 +85,38 @@ class OpenAICompatProvider:
                 message = err.get("message") if isinstance(err, dict) else str(err)
                 raise UpstreamError(f"{self.name} failed mid-stream: {message}")
             yield chunk
+
+    # ------------------------------------------------------------------ other OpenAI endpoints
+
+    def _endpoint(self, path: str, model: str) -> tuple[str, dict[str, str]]:
+        """URL and headers of ``path`` (``embeddings``, ``completions``) for ``model``."""
+        headers = {"Content-Type": "application/json"}
+        if self._azure_api_version is not None:
+            url = f"{self._base_url}/openai/deployments/{model}/{path}?api-version={self._azure_api_version}"
+            if self._api_key:
+                headers["api-key"] = self._api_key
+        else:
+            url = f"{self._base_url}/{path}"
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+        return url, headers
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """POST ``body`` to the upstream's ``path``; its JSON answer, parsed, and its own bytes."""
+        url, headers = self._endpoint(path, str(body.get("model", "")))
+        raw = await post_json(self._session, url, orjson.dumps(body), headers, self.name)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnavailable(f"{self.name} returned a body that is not JSON") from exc
+        if not isinstance(data, dict):
+            raise UpstreamUnavailable(f"{self.name} returned a body that is not a JSON object")
+        return data, raw
+
+    async def open_events(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Start a streaming POST to ``path``: its JSON events until ``[DONE]`` (failures before
+        the first event raise here)."""
+        url, headers = self._endpoint(path, str(body.get("model", "")))
+        headers["Accept"] = "text/event-stream"
+        resp = await open_response(self._session, url, orjson.dumps(body), headers, self.name)
+        return guarded(self._chunks(resp), self.name, resp)

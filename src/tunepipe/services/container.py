@@ -44,7 +44,9 @@ from tunepipe.services.fine_tunes.training import Trainer
 from tunepipe.services.gateway.cache import ResponseCache
 from tunepipe.services.gateway.calls import Breaker, Calls
 from tunepipe.services.gateway.chat import ChatService
+from tunepipe.services.gateway.completions import CompletionsService
 from tunepipe.services.gateway.criteria import CriteriaStep
+from tunepipe.services.gateway.embeddings import EmbeddingsService
 from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.limits import RateLimits
@@ -60,6 +62,8 @@ from tunepipe.services.projects.auth import Authenticator
 from tunepipe.services.projects.moa import MoaConfigs
 from tunepipe.services.projects.providers import ProviderService
 from tunepipe.services.projects.service import ProjectService
+from tunepipe.services.responses.passthrough import OpenAIResponses
+from tunepipe.services.responses.service import ResponsesService
 from tunepipe.settings import Settings
 from tunepipe.stores.limits import Limiter, MemoryLimiter, RedisLimiter
 from tunepipe.stores.responses import CacheStore, DatabaseStore, RedisStore
@@ -94,6 +98,9 @@ class Container:
     catalog: ModelCatalog
     chat: ChatService
     messages: MessagesService
+    embeddings: EmbeddingsService
+    completions: CompletionsService
+    responses: ResponsesService
     logs: LogService
     datasets: DatasetService
     pruning: PruningService
@@ -170,6 +177,9 @@ class Container:
             catalog=ModelCatalog(router, fine_tunes),
             chat=chat,
             messages=MessagesService(chat, router, logger, limits, session),
+            embeddings=EmbeddingsService(settings, router, logger, limits),
+            completions=CompletionsService(router, logger, limits),
+            responses=ResponsesService(chat, db, OpenAIResponses(router, session, logger, limits)),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),
@@ -227,6 +237,7 @@ class Container:
             await c.limits.limiter.close()
             await c.feed.close()
             c.local.close()
+            c.embeddings.close()
             await c.writer.close()
             await session.close()
             db.dispose()

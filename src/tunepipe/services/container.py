@@ -44,9 +44,7 @@ from tunepipe.services.fine_tunes.training import Trainer
 from tunepipe.services.gateway.cache import ResponseCache
 from tunepipe.services.gateway.calls import Breaker, Calls
 from tunepipe.services.gateway.chat import ChatService
-from tunepipe.services.gateway.completions import CompletionsService
 from tunepipe.services.gateway.criteria import CriteriaStep
-from tunepipe.services.gateway.embeddings import EmbeddingsService
 from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.limits import RateLimits
@@ -97,10 +95,8 @@ class Container:
     router: Router
     catalog: ModelCatalog
     chat: ChatService
-    messages: MessagesService
-    embeddings: EmbeddingsService
-    completions: CompletionsService
     responses: ResponsesService
+    messages: MessagesService
     logs: LogService
     datasets: DatasetService
     pruning: PruningService
@@ -176,10 +172,8 @@ class Container:
             router=router,
             catalog=ModelCatalog(router, fine_tunes),
             chat=chat,
-            messages=MessagesService(chat, router, logger, limits, session),
-            embeddings=EmbeddingsService(settings, router, logger, limits),
-            completions=CompletionsService(router, logger, limits),
             responses=ResponsesService(chat, db, OpenAIResponses(router, session, logger, limits)),
+            messages=MessagesService(chat, router, logger, limits, session),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),
@@ -237,7 +231,6 @@ class Container:
             await c.limits.limiter.close()
             await c.feed.close()
             c.local.close()
-            c.embeddings.close()
             await c.writer.close()
             await session.close()
             db.dispose()

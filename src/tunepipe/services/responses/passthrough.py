@@ -1,0 +1,182 @@
+"""Responses calls to OpenAI models go to OpenAI's own ``/responses``, body and answer as they
+are, so everything OpenAI's Responses API does (built-in tools, reasoning items, its own stored
+conversations) keeps working through the gateway.
+
+The call is routed like a chat call to the same model (the project's OpenAI key or base URL,
+else the environment's; read-only keys refused), counted against the key's rate limits, and
+logged with endpoint ``responses``. The log keeps the call as chat completions (request and
+answer translated where they translate), so a logged Responses call can join a dataset like any
+other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from httpx_sse import SSEError
+
+from tunepipe.domain.clock import now_ms
+from tunepipe.domain.labels import merge_labels
+from tunepipe.domain.model_ref import RouteKind, parse_model
+from tunepipe.domain.projects import Principal
+from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError
+from tunepipe.protocol.responses import ResponsesRequest, chat_body, chat_view
+from tunepipe.providers.http import open_response, post_json, transport_error
+from tunepipe.providers.sse import aiter_events
+from tunepipe.services.gateway.limits import RateLimits, Ticket
+from tunepipe.services.gateway.requests import read_options
+from tunepipe.services.gateway.routing import Router
+from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
+
+log = logging.getLogger(__name__)
+
+_PROVIDER = "OpenAI"
+_FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """An upstream server-sent event, relayed as it came."""
+
+    event: str | None
+    data: str
+
+
+@dataclass(slots=True)
+class _Pass:
+    call: CallLog
+    ticket: Ticket | None
+    headers: dict[str, str] = field(default_factory=dict)
+    upstream_model: str = ""
+
+
+def _logged_request(req: ResponsesRequest, body: dict[str, Any]) -> dict[str, Any]:
+    """The request as the log keeps it: as chat completions where it translates."""
+    try:
+        return chat_body(req, [], verbosity=True)[0]
+    except InvalidRequest:
+        return body
+
+
+def _tokens(completion: dict[str, Any]) -> int:
+    prompt, output = usage_of(completion)
+    return (prompt or 0) + (output or 0)
+
+
+class OpenAIResponses:
+    def __init__(
+        self, router: Router, session: aiohttp.ClientSession, logger: RequestLogger, limits: RateLimits
+    ) -> None:
+        self._router = router
+        self._session = session
+        self._logger = logger
+        self._limits = limits
+
+    async def _open(
+        self, principal: Principal, req: ResponsesRequest, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> tuple[_Pass, str, dict[str, str]]:
+        """Route, admit and begin the log record: (the call, the URL, the upstream headers)."""
+        options = read_options(headers)
+        call = CallLog(
+            project_id=principal.project.id,
+            requested_at=now_ms(),
+            model=req.model,
+            request=_logged_request(req, body),
+            enabled=options.log_request and not principal.read_only,
+            metadata=merge_labels(req.metadata, options.tags),
+            endpoint="responses",
+        )
+        state = _Pass(call, None)
+        try:
+            ref = parse_model(req.model)
+            state.upstream_model = ref.name
+            route = await self._router.resolve(principal, ref)
+            call.price = route.price
+            base_url, api_key = self._router.credentials(
+                RouteKind.OPENAI, await self._router.project_providers(principal.project.id)
+            )
+            state.ticket = await self._limits.admit(principal)
+        except TunepipeError as exc:
+            await self._logger.failure(call, exc)
+            raise
+        state.headers = dict(state.ticket.headers) if state.ticket is not None else {}
+        state.headers["op-model"] = req.model
+        upstream = {"Content-Type": "application/json"}
+        if api_key:
+            upstream["Authorization"] = f"Bearer {api_key}"
+        return state, f"{base_url.rstrip('/')}/responses", upstream
+
+    async def create(
+        self, principal: Principal, req: ResponsesRequest, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> tuple[bytes, dict[str, str]]:
+        """A non-streamed call: the upstream's bytes and the response headers."""
+        state, url, upstream = await self._open(principal, req, body, headers)
+        out = {**body, "model": state.upstream_model}
+        try:
+            raw = await post_json(self._session, url, orjson.dumps(out), upstream, _PROVIDER)
+        except TunepipeError as exc:
+            await self._limits.release(state.ticket, 0)
+            await self._logger.failure(state.call, exc)
+            raise
+        try:
+            view = chat_view(orjson.loads(raw))
+        except (orjson.JSONDecodeError, AttributeError):
+            view = {"raw": raw.decode("utf-8", "replace")}
+        await self._limits.release(state.ticket, _tokens(view))
+        await self._logger.success(state.call, view)
+        return raw, state.headers
+
+    async def stream(
+        self, principal: Principal, req: ResponsesRequest, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> tuple[AsyncIterator[RawEvent], dict[str, str]]:
+        """Open the upstream stream (errors raise here, before anything is sent)."""
+        state, url, upstream = await self._open(principal, req, body, headers)
+        upstream["Accept"] = "text/event-stream"
+        out = {**body, "model": state.upstream_model}
+        try:
+            resp = await open_response(self._session, url, orjson.dumps(out), upstream, _PROVIDER)
+        except TunepipeError as exc:
+            await self._limits.release(state.ticket, 0)
+            await self._logger.failure(state.call, exc, streamed=True)
+            raise
+        return self._relay(state, resp), state.headers
+
+    async def _relay(self, state: _Pass, resp: aiohttp.ClientResponse) -> AsyncIterator[RawEvent]:
+        final: dict[str, Any] | None = None
+        failure: str | None = "client disconnected before the stream ended"
+        status, last_seq = 499, -1
+        try:
+            async for event in aiter_events(resp):
+                yield RawEvent(event.event or None, event.data)
+                try:
+                    data = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(data, dict):
+                    last_seq = data.get("sequence_number", last_seq)
+                    if data.get("type") in _FINAL and isinstance(data.get("response"), dict):
+                        final = data["response"]
+            failure, status = None, 200
+        except (TimeoutError, aiohttp.ClientError, SSEError) as exc:
+            error: UpstreamError = transport_error(exc, _PROVIDER)
+            failure, status = f"{_PROVIDER} broke off: {error.message}", error.status_code
+            payload = {
+                "type": "error",
+                "sequence_number": last_seq + 1,
+                "code": "server_error",
+                "message": error.message,
+                "param": None,
+            }
+            yield RawEvent("error", orjson.dumps(payload).decode())
+        finally:
+            resp.release()
+            view = chat_view(final) if final is not None else {}
+            await self._limits.release(state.ticket, _tokens(view))
+            await self._logger.success(
+                state.call, view, streamed=True, error_message=failure, status_code=status
+            )

@@ -26,6 +26,9 @@ Behaviour is chosen by the request, so tests need no set-up calls:
   ``"tool said: <the last tool output>"``;
 * ``POST /v1/responses`` is OpenAI's Responses API, echoing the last user text the same way
   (``fail-<status>`` and ``slow-<ms>`` apply), streamed as OpenAI streams it when asked;
+* ``functions`` (legacy function calling, ``function_call`` not ``none``) get a
+  ``function_call`` with ``{"echo": <text>}``; a model whose name ends in ``-error`` answers 404
+  with OpenAI's wording for a model that does not exist;
 * ``flaky-<k>-<status>`` fails its first ``k`` calls for a given last user text with
   ``<status>`` (a 429 says ``retry-after-ms: 100`` and ``Retry-After: 1``), then answers as an
   echo model: tests use a fresh text to get a fresh count.
@@ -50,6 +53,9 @@ from aiohttp import web
 
 REQUESTS = web.AppKey("requests", list)
 FLAKY = web.AppKey("flaky", dict)
+# Options of one fake: a latency before every OpenAI-format answer, and the only keys it accepts.
+LATENCY_MS = web.AppKey("latency_ms", int)
+KEYS = web.AppKey("keys", frozenset)
 
 
 def _text(content: Any) -> str:
@@ -204,6 +210,12 @@ def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str
     if model.startswith("judge-"):
         message, reason, _ = _judge_reply(body, last_user)
         return message, reason
+    functions = body.get("functions") or []
+    forced = body.get("function_call")
+    if functions and forced != "none":  # legacy function calling
+        name = forced["name"] if isinstance(forced, dict) else functions[0]["name"]
+        call = {"name": name, "arguments": orjson.dumps({"echo": last_user}).decode()}
+        return {"role": "assistant", "content": None, "function_call": call}, "function_call"
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if tools and choice != "none":
@@ -261,6 +273,8 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 def _completion_tokens(message: dict[str, Any]) -> int:
     if message.get("tool_calls"):
         return sum(_words(c["function"]["arguments"]) for c in message["tool_calls"])
+    if message.get("function_call"):
+        return _words(message["function_call"]["arguments"])
     return _words(message.get("content") or "")
 
 
@@ -293,14 +307,20 @@ def _flaky(app: web.Application, body: dict[str, Any]) -> web.Response | None:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
-    if request.headers.get("Authorization") == "Bearer reject-me":
+    keys = request.app[KEYS]
+    auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if auth == "reject-me" or (keys and auth not in keys):
         return _error(401, "Incorrect API key provided")
+    if request.app[LATENCY_MS]:
+        await asyncio.sleep(request.app[LATENCY_MS] / 1000)
     flaky = _flaky(request.app, body)
     if flaky is not None:
         return flaky
     status = await _behaviour(body["model"])
     if status is not None:
         return _error(status, f"fake failure {status}")
+    if str(body["model"]).endswith("-error"):
+        return _error(404, f"The model `{body['model']}` does not exist or you do not have access to it.")
     n = body.get("n") or 1
     replies = [_openai_reply(body, i) for i in range(n)]
     completion_tokens = sum(_completion_tokens(m) for m, _ in replies)
@@ -354,7 +374,11 @@ async def _openai_stream(
 
     for i, (message, reason) in enumerate(replies):
         await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        if message.get("tool_calls"):
+        if message.get("function_call"):
+            name, args = message["function_call"]["name"], message["function_call"]["arguments"]
+            for delta in ({"name": name, "arguments": ""}, {"arguments": args}):
+                await send([{"index": i, "delta": {"function_call": delta}, "finish_reason": None}])
+        elif message.get("tool_calls"):
             call = message["tool_calls"][0]
             args = call["function"]["arguments"]
             head = {
@@ -511,6 +535,115 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+# ---------------------------------------------------------------- embeddings and legacy completions
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """The fake's embedding of ``text``: deterministic, in [-1, 1), as float32 values."""
+    import hashlib
+    import struct
+
+    digest = b""
+    counter = 0
+    while len(digest) < 4 * dimensions:
+        digest += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    ints = struct.unpack(f"<{dimensions}I", digest[: 4 * dimensions])
+    return [struct.unpack("<f", struct.pack("<f", i / 2**31 - 1.0))[0] for i in ints]
+
+
+def _as_texts(value: Any) -> list[str]:
+    """A ``prompt`` or ``input`` as a list of texts (token arrays become their ids, spaced)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        return [" ".join(map(str, value))]
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else " ".join(map(str, v)) for v in value]
+    return [""]
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """Vectors from :func:`fake_vector` (8 dimensions unless ``dimensions`` says otherwise);
+    usage counts words. ``fail-<status>`` and ``slow-<ms>`` models behave as for chat."""
+    import base64
+    import struct
+
+    body = await request.json()
+    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    status = await _behaviour(body["model"])
+    if status is not None:
+        return _error(status, f"fake failure {status}")
+    dimensions = int(body.get("dimensions") or 8)
+    texts = _as_texts(body.get("input"))
+    data = []
+    for i, text in enumerate(texts):
+        vector = fake_vector(text, dimensions)
+        embedding: Any = vector
+        if body.get("encoding_format") == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    tokens = sum(_words(t) for t in texts)
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    """Legacy completions: the text echoes the prompt (``" echo: <prompt>"``; choice ``i`` of
+    ``n`` per prompt gets ``[i]``); usage counts words; streams send a word per chunk.
+    ``fail-<status>``, ``slow-<ms>`` and ``fail-midstream`` behave as for chat."""
+    body = await request.json()
+    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    status = await _behaviour(body["model"])
+    if status is not None:
+        return _error(status, f"fake failure {status}")
+    n = int(body.get("n") or 1)
+    prompts = _as_texts(body.get("prompt"))
+    texts = []
+    for prompt in prompts:
+        for i in range(n):
+            texts.append((f" [{i}]" if n > 1 else "") + f" echo: {prompt}")
+    prompt_tokens = sum(_words(p) for p in prompts)
+    completion_tokens = sum(_words(t) for t in texts)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    cid = f"cmpl-fake{time.time_ns()}"
+    head = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": body["model"]}
+    if not body.get("stream"):
+        choices = [
+            {"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)
+        ]
+        return web.json_response({**head, "choices": choices, "usage": usage})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for i, text in enumerate(texts):
+        words = text.split(" ")
+        for k, word in enumerate(words):
+            piece = word if k == 0 else " " + word
+            choice = {"index": i, "text": piece, "finish_reason": None, "logprobs": None}
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n")
+            if body["model"] == "fail-midstream" and k == 1:
+                await resp.write(
+                    b'data: {"error": {"message": "upstream exploded", "type": "server_error"}}\n\n'
+                )
+                return resp
+        done = {"index": i, "text": "", "finish_reason": "stop", "logprobs": None}
+        await resp.write(b"data: " + orjson.dumps({**head, "choices": [done]}) + b"\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await resp.write(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
+
+
 async def anthropic_count_tokens(request: web.Request) -> web.Response:
     """Anthropic's token count, by the same rule as a message's ``input_tokens``."""
     body = await request.json()
@@ -615,30 +748,41 @@ async def clear_requests(request: web.Request) -> web.Response:
     return web.json_response({"cleared": True})
 
 
-def make_app() -> web.Application:
+def make_app(latency_ms: int = 0, keys: frozenset[str] = frozenset()) -> web.Application:
     app = web.Application()
     app[REQUESTS] = []
     app[FLAKY] = {}
+    app[LATENCY_MS] = latency_ms
+    app[KEYS] = keys
     for prefix in ("/v1", "/openai/v1"):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_post("/v1/responses", responses)
     app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
+    for prefix in ("/v1", "/openai/v1"):
+        app.router.add_post(f"{prefix}/embeddings", embeddings)
+        app.router.add_post(f"{prefix}/completions", completions)
+    app.router.add_post("/openai/deployments/{deployment}/embeddings", embeddings)
     app.router.add_get("/_requests", list_requests)
     app.router.add_delete("/_requests", clear_requests)
     return app
 
 
 @contextmanager
-def running_fake_provider(port: int = 0) -> Iterator[str]:
-    """Serve the fake on a loopback port in a background thread; yield its base URL."""
+def running_fake_provider(
+    port: int = 0, *, latency_ms: int = 0, keys: frozenset[str] = frozenset()
+) -> Iterator[str]:
+    """Serve the fake on a loopback port in a background thread; yield its base URL.
+
+    ``latency_ms``: every OpenAI-format answer waits that long first (a real provider's
+    latency); ``keys``: when given, any other API key gets a 401."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, Any] = {}
 
     async def start() -> None:
-        runner = web.AppRunner(make_app(), access_log=None)
+        runner = web.AppRunner(make_app(latency_ms, keys), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()

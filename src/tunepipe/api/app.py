@@ -18,13 +18,15 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from tunepipe import __version__
-from tunepipe.api import errors, middleware
+from tunepipe.api import errors, middleware, openapi
 from tunepipe.api.routes import (
     base_models,
     cache,
     chat,
+    completions,
     criteria,
     datasets,
+    embeddings,
     evals,
     jobs,
     keys,
@@ -46,6 +48,10 @@ from tunepipe.telemetry import metrics
 log = logging.getLogger(__name__)
 
 API_PREFIXES = ("/api/v1", "/v1")
+DESCRIPTION = (
+    "A self-hosted, OpenPipe-compatible LLM gateway. Every path is served under `/api/v1` "
+    "(OpenPipe's base URL) and `/v1` (OpenAI's); authenticate with a project key as a bearer token."
+)
 
 # Allocations between two young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 10_000
@@ -85,13 +91,22 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
                     await worker.close()
                 metrics.process_exited()
 
-    app = FastAPI(title="tunepipe", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="tunepipe",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served offline by `openapi.install`
+        redoc_url=None,
+    )
     errors.install(app)
     middleware.install(app, settings)
     for prefix in API_PREFIXES:
         chat.add_routes(app, prefix)
         responses.add_routes(app, prefix)
         messages.add_routes(app, prefix)
+        embeddings.add_routes(app, prefix)
+        completions.add_routes(app, prefix)
     for prefix in API_PREFIXES:
         for module in (
             models,
@@ -110,6 +125,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
         ):
             app.include_router(module.router, prefix=prefix)
     app.include_router(system.router)
+    openapi.install(app, API_PREFIXES)
     return app
 
 

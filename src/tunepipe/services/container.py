@@ -44,7 +44,9 @@ from tunepipe.services.fine_tunes.training import Trainer
 from tunepipe.services.gateway.cache import ResponseCache
 from tunepipe.services.gateway.calls import Breaker, Calls
 from tunepipe.services.gateway.chat import ChatService
+from tunepipe.services.gateway.completions import CompletionsService
 from tunepipe.services.gateway.criteria import CriteriaStep
+from tunepipe.services.gateway.embeddings import EmbeddingsService
 from tunepipe.services.gateway.fallbacks import Fallbacks
 from tunepipe.services.gateway.judge import Judge
 from tunepipe.services.gateway.limits import RateLimits
@@ -95,8 +97,10 @@ class Container:
     router: Router
     catalog: ModelCatalog
     chat: ChatService
-    responses: ResponsesService
     messages: MessagesService
+    embeddings: EmbeddingsService
+    completions: CompletionsService
+    responses: ResponsesService
     logs: LogService
     datasets: DatasetService
     pruning: PruningService
@@ -172,8 +176,10 @@ class Container:
             router=router,
             catalog=ModelCatalog(router, fine_tunes),
             chat=chat,
-            responses=ResponsesService(chat, db, OpenAIResponses(router, session, logger, limits)),
             messages=MessagesService(chat, router, logger, limits, session),
+            embeddings=EmbeddingsService(settings, router, logger, limits),
+            completions=CompletionsService(router, logger, limits),
+            responses=ResponsesService(chat, db, OpenAIResponses(router, session, logger, limits)),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),
@@ -231,6 +237,7 @@ class Container:
             await c.limits.limiter.close()
             await c.feed.close()
             c.local.close()
+            c.embeddings.close()
             await c.writer.close()
             await session.close()
             db.dispose()

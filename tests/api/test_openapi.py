@@ -134,6 +134,22 @@ def test_openapi_documents_chat_completions(gateway: Gateway, document: dict[str
     assert bad.status_code == 400 and ErrorResponse.model_validate(bad.json()).error.param == "messages"
 
 
+def test_openapi_documents_the_other_model_endpoints(document: dict[str, Any]) -> None:
+    for path, request in (
+        ("/responses", "ResponsesRequest"),
+        ("/messages", "MessagesRequest"),
+        ("/embeddings", "EmbeddingsRequest"),
+        ("/completions", "CompletionRequest"),
+    ):
+        for prefix in ("/api/v1", "/v1"):
+            op = document["paths"][prefix + path]["post"]
+            ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith(f"/{request}") and component(document, ref)["properties"], path
+            assert op["security"] == [{"bearerAuth": []}] and "401" in op["responses"]
+    messages_error = document["paths"]["/v1/messages"]["post"]["responses"]["400"]
+    assert "Anthropic" in messages_error["content"]["application/json"]["schema"]["description"]
+
+
 def test_docs_page_loads_only_local_assets(gateway: Gateway) -> None:
     page = httpx.get(f"{gateway.root}/docs", timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

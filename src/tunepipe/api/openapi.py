@@ -39,6 +39,10 @@ from tunepipe.api.deps import Caller, Writer
 from tunepipe.api.json import json_response
 from tunepipe.protocol.chat import ChatCompletionRequest
 from tunepipe.protocol.chat_response import ChatCompletion, ChatCompletionChunk
+from tunepipe.protocol.completions import CompletionRequest
+from tunepipe.protocol.embeddings import EmbeddingsRequest
+from tunepipe.protocol.messages import MessagesRequest
+from tunepipe.protocol.responses import ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 BEARER = "bearerAuth"
@@ -85,10 +89,11 @@ class Operation:
     operation_id: str
     summary: str
     request: type[BaseModel]
-    response: type[BaseModel]
-    stream: type[BaseModel] | None = None  # the `data:` of each event, with `stream: true`
+    response: type[BaseModel] | None  # None: a JSON object not modelled here
+    stream: type[BaseModel] | bool = False  # the `data:` of each event with `stream: true`, or True
     errors: tuple[int, ...] = (400, 401, 403, 404, 429)
     tag: str = "chat"
+    anthropic_errors: bool = False  # errors in Anthropic's body, not the OpenAI envelope
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -101,11 +106,46 @@ OPERATIONS: tuple[Operation, ...] = (
         ChatCompletion,
         stream=ChatCompletionChunk,
     ),
+    Operation(
+        "/responses",
+        "post",
+        "createResponse",
+        "Create a model response (OpenAI's Responses API; streams with `stream: true`)",
+        ResponsesRequest,
+        None,
+        stream=True,
+    ),
+    Operation(
+        "/messages",
+        "post",
+        "createMessage",
+        "Create a message (Anthropic's Messages API; streams with `stream: true`)",
+        MessagesRequest,
+        None,
+        stream=True,
+        anthropic_errors=True,
+    ),
+    Operation("/embeddings", "post", "createEmbedding", "Create embeddings", EmbeddingsRequest, None),
+    Operation(
+        "/completions",
+        "post",
+        "createCompletion",
+        "Create a completion (legacy; streams with `stream: true`)",
+        CompletionRequest,
+        None,
+        stream=True,
+    ),
 )
 
 
-def _error(status: int) -> dict[str, Any]:
-    schema = {"$ref": REF.format(model=ErrorResponse.__name__)}
+ANTHROPIC_ERROR = {
+    "type": "object",
+    "description": "Anthropic's error body: `{type: 'error', error: {type, message}}`",
+}
+
+
+def _error(status: int, *, anthropic: bool = False) -> dict[str, Any]:
+    schema = ANTHROPIC_ERROR if anthropic else {"$ref": REF.format(model=ErrorResponse.__name__)}
     return {"description": ERROR_TEXT[status], "content": {"application/json": {"schema": schema}}}
 
 
@@ -142,16 +182,18 @@ def _add_schemas(doc: dict[str, Any], models: Sequence[tuple[type[BaseModel], An
 
 
 def _render(op: Operation, operation_id: str) -> dict[str, Any]:
-    content: dict[str, Any] = {
-        "application/json": {"schema": {"$ref": REF.format(model=op.response.__name__)}}
-    }
+    answer = {"$ref": REF.format(model=op.response.__name__)} if op.response else {"type": "object"}
+    content: dict[str, Any] = {"application/json": {"schema": answer}}
     description = "The answer"
-    if op.stream is not None:
+    if isinstance(op.stream, type):
         content["text/event-stream"] = {"schema": {"$ref": REF.format(model=op.stream.__name__)}}
         description = (
             "The answer; with `stream: true`, server-sent events, each `data:` one "
             f"{op.stream.__name__}, the last `data: [DONE]`"
         )
+    elif op.stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+        description = "The answer; with `stream: true`, server-sent events"
     body = {"$ref": REF.format(model=op.request.__name__)}
     return {
         "tags": [op.tag],
@@ -159,7 +201,7 @@ def _render(op: Operation, operation_id: str) -> dict[str, Any]:
         "operationId": operation_id,
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {"200": {"description": description, "content": content}}
-        | {str(s): _error(s) for s in op.errors},
+        | {str(s): _error(s, anthropic=op.anthropic_errors) for s in op.errors},
         "security": [{BEARER: []}],
     }
 
@@ -183,8 +225,10 @@ def build_document(app: FastAPI, prefixes: Sequence[str], operations: Sequence[O
         schemas.pop(unused, None)
     models: list[tuple[type[BaseModel], Any]] = [(ErrorResponse, "serialization")]
     for op in operations:
-        models += [(op.request, "validation"), (op.response, "serialization")]
-        if op.stream is not None:
+        models.append((op.request, "validation"))
+        if op.response is not None:
+            models.append((op.response, "serialization"))
+        if isinstance(op.stream, type):
             models.append((op.stream, "serialization"))
     _add_schemas(doc, models)
     for i, prefix in enumerate(prefixes):

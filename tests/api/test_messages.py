@@ -473,7 +473,14 @@ def test_messages_unknown_model_is_not_found(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "status", "kind"), [("fail-400", 400, "invalid_request_error"), ("fail-500", 502, "api_error")]
+    ("model", "status", "kind"),
+    [
+        ("fail-400", 400, "invalid_request_error"),
+        ("fail-500", 502, "api_error"),
+        ("fail-503", 502, "overloaded_error"),
+        ("anthropic:fail-529", 502, "overloaded_error"),
+        ("anthropic:fail-404", 404, "invalid_request_error"),
+    ],
 )
 def test_messages_upstream_failures_keep_anthropics_shape(
     gateway: Gateway, model: str, status: int, kind: str
@@ -645,3 +652,30 @@ def test_messages_projects_keep_their_calls_and_keys(
         assert h.get("/logs", params={"contains": f"their {m}"}).json()["data"] == []
     with httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {other_key}"}) as h:
         assert len(h.get("/logs", params={"contains": f"their {m}"}).json()["data"]) == 1
+
+
+@pytest.mark.parametrize("model", [CHAT_MODEL, f"anthropic:{CLAUDE}"])
+def test_messages_log_row_keeps_the_request_id(gateway: Gateway, model: str) -> None:
+    m = _marker()
+    r = _post(gateway, {"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": m}]})
+    assert r.status_code == 200
+    with gateway.http() as h:
+        (row,) = h.get("/logs", params={"contains": m}).json()["data"]
+    assert row["requestId"] == r.headers["x-request-id"]
+    assert row["endpoint"] == "messages"
+
+
+def test_messages_use_the_chat_cache_and_fallbacks(gateway: Gateway, fake_provider: FakeProvider) -> None:
+    m = _marker()
+    body = {"model": CHAT_MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": f"cached {m}"}]}
+    first = _post(gateway, body, {"op-cache": "readWrite"})
+    calls = len(fake_provider.requests())
+    second = _post(gateway, body, {"op-cache": "readWrite"})
+    assert (first.headers["op-cache-status"], second.headers["op-cache-status"]) == ("MISS", "HIT")
+    assert second.json()["content"] == first.json()["content"]
+    assert len(fake_provider.requests()) == calls  # answered from the cache
+
+    fallen = _post(gateway, {**body, "model": "fail-503"}, {"op-fallback": f'["{CHAT_MODEL}"]'})
+    assert fallen.status_code == 200, fallen.text
+    assert fallen.headers["op-model"] == CHAT_MODEL
+    assert fallen.json()["content"][0]["text"] == f"echo: cached {m}"

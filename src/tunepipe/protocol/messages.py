@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tunepipe.errors import InvalidRequest, TunepipeError, trpc_code
+from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError, trpc_code
 
 JSON = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -392,6 +392,7 @@ _TYPES = frozenset(
         "timeout_error",
     }
 )
+_OVERLOADED = (503, 529)
 _BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -406,7 +407,11 @@ _BY_STATUS = {
 
 def error_type(exc: TunepipeError) -> str:
     """Anthropic's error ``type`` for an error: its own when Anthropic has that type (an
-    Anthropic upstream's, or one both APIs share), else the one its status stands for."""
+    Anthropic upstream's, or one both APIs share), else the one its status stands for. An
+    upstream that said it is overloaded (503, Anthropic's 529) is ``overloaded_error``, which
+    Anthropic clients back off from."""
+    if isinstance(exc, UpstreamError) and exc.upstream_status in _OVERLOADED:
+        return "overloaded_error"
     if exc.error_type in _TYPES:
         return exc.error_type
     status = exc.status_code

@@ -30,6 +30,7 @@ from tunepipe.domain.labels import merge_labels
 from tunepipe.domain.model_ref import ModelRef, RouteKind, parse_model
 from tunepipe.domain.pricing import price_for
 from tunepipe.domain.projects import Principal
+from tunepipe.domain.request_context import current_request_id
 from tunepipe.domain.stream_assembly import StreamAssembler
 from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError, UpstreamUnavailable
 from tunepipe.protocol.messages import CountTokensRequest, MessagesRequest, parse_request, to_chat_request
@@ -176,6 +177,7 @@ class MessagesService:
             request=body,
             enabled=options.log_request and not principal.read_only,
             metadata=merge_labels(None, options.tags),
+            request_id=current_request_id(),
             endpoint=ENDPOINT,
         )
 

@@ -474,6 +474,30 @@ def test_responses_openai_stream_passes_through(gateway: Gateway, fake_provider:
     assert logged["outputTokens"] == 3
 
 
+def test_responses_openai_model_continues_a_response_stored_here(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    """OpenAI does not know this id, so the call goes through the chat pipeline instead."""
+    client = gateway.client()
+    a = _marker()
+    first = client.responses.create(model=MODEL, input=a)
+    second = client.responses.create(model="gpt-4o", input="next", previous_response_id=first.id)
+    assert second.output_text == "echo: next" and second.id.startswith("resp_") and second.model == "gpt-4o"
+    upstream = fake_provider.last()
+    assert upstream["path"] == "/v1/chat/completions"
+    assert [m["content"] for m in upstream["body"]["messages"]] == [a, f"echo: {a}", "next"]
+
+
+def test_responses_logged_with_the_request_id(gateway: Gateway) -> None:
+    m = _marker()
+    for model in (MODEL, "gpt-4o"):
+        raw = gateway.client().responses.with_raw_response.create(
+            model=model, input=f"{m}-{model}", extra_headers={"x-request-id": f"rid-{m}-{model[:3]}"}
+        )
+        assert raw.headers["x-request-id"] == f"rid-{m}-{model[:3]}"
+        assert _logged(gateway, f"{m}-{model}")["requestId"] == f"rid-{m}-{model[:3]}"
+
+
 def test_responses_openai_pass_through_errors(gateway: Gateway) -> None:
     with pytest.raises(openai.RateLimitError):
         gateway.client().responses.create(model="fail-429", input="x")

@@ -24,6 +24,7 @@ from tunepipe.domain.clock import now_ms
 from tunepipe.domain.labels import merge_labels
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
+from tunepipe.domain.request_context import current_request_id
 from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError
 from tunepipe.protocol.responses import ResponsesRequest, chat_body, chat_view
 from tunepipe.providers.http import open_response, post_json, transport_error
@@ -90,6 +91,7 @@ class OpenAIResponses:
             enabled=options.log_request and not principal.read_only,
             metadata=merge_labels(req.metadata, options.tags),
             endpoint="responses",
+            request_id=current_request_id(),
         )
         state = _Pass(call, None)
         try:

@@ -101,7 +101,7 @@ class EmbeddingsService:
         engine = self.engine()
         try:
             loaded = await engine.model(name, path)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:  # a layout it cannot compute, or files gone
             raise InvalidRequest(f"`{request.model}` cannot serve /embeddings: {exc}", param="model") from exc
         if request.dimensions is not None and request.dimensions != loaded.dimensions:
             raise InvalidRequest(

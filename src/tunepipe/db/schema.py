@@ -122,7 +122,8 @@ logged_calls = Table(
     Column("attempts", Integer, nullable=True),
     # The x-request-id answered with (the client's own when it sent one).
     Column("request_id", String(200), nullable=True),
-    # Which API the call came through when not chat completions: responses | messages | embeddings | completions.
+    # The API the call came through, when not chat completions:
+    # responses | messages | embeddings | completions.
     Column("endpoint", String(24), nullable=True),
     Index(None, "project_id", "requested_at"),
     Index(None, "parent_id"),

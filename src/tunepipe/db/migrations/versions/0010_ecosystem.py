@@ -33,7 +33,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("stored_responses", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_stored_responses_project_id_created_at"), ["project_id", "created_at"], unique=False
+            batch_op.f("ix_stored_responses_project_id_created_at"),
+            ["project_id", "created_at"],
+            unique=False,
         )
 
     with op.batch_alter_table("logged_calls", schema=None) as batch_op:

@@ -111,6 +111,27 @@ def test_responses_v1_alias_and_anthropic_route(gateway: Gateway, fake_provider:
     assert upstream["path"] == "/v1/messages" and upstream["body"]["max_tokens"] == 50
 
 
+def test_responses_use_the_chat_pipelines_fallbacks_and_cache(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    client = gateway.client()
+    m = _marker()
+    fell_back = client.responses.with_raw_response.create(
+        model="gemini:fail-503", input=m, extra_headers={"op-fallback": f'["{MODEL}"]'}
+    )
+    assert fell_back.parse().output_text == f"echo: {m}" and fell_back.headers["op-model"] == MODEL
+    c = _marker()
+    statuses = []
+    for _ in range(2):
+        raw = client.responses.with_raw_response.create(
+            model=MODEL, input=c, extra_headers={"op-cache": "readWrite"}
+        )
+        statuses.append(raw.headers["op-cache-status"])
+        assert raw.parse().output_text == f"echo: {c}"
+    assert statuses == ["MISS", "HIT"]
+    assert sum(c in json.dumps(r["body"]) for r in fake_provider.requests()) == 1
+
+
 def test_responses_input_items_translate_to_chat_messages(
     gateway: Gateway, fake_provider: FakeProvider
 ) -> None:

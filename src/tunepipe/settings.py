@@ -186,18 +186,18 @@ class Settings(BaseSettings):
         description="Origins browsers may call the API from, comma-separated (`*`: any); empty: "
         "no CORS headers.",
     )
-    otlp_endpoint: str | None = Field(
+    otel_exporter_otlp_endpoint: str | None = Field(
         None,
         validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
         description="OTLP/HTTP collector base URL (`http://host:4318`): model calls are traced "
         "to `<url>/v1/traces`. Unset (and no traces endpoint): no tracing.",
     )
-    otlp_traces_endpoint: str | None = Field(
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
         None,
         validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-        description="Full OTLP/HTTP traces URL; wins over `otlp_endpoint`.",
+        description="Full OTLP/HTTP traces URL; wins over `otel_exporter_otlp_endpoint`.",
     )
-    otel_capture_message_content: bool = Field(
+    otel_instrumentation_genai_capture_message_content: bool = Field(
         False,
         validation_alias=_env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
         description="Put prompts and completions in the traces (`gen_ai.input.messages`, "

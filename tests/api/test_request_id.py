@@ -70,7 +70,7 @@ def test_request_id_generated_when_absent_and_logged(gateway: Gateway) -> None:
 )
 def test_request_id_unusable_client_id_replaced(gateway: Gateway, unusable: bytes) -> None:
     with gateway.http() as h:
-        r = h.get("/logs", headers={"x-request-id": unusable})
+        r = h.get("/logs", headers={b"x-request-id": unusable})
     assert r.status_code == 200
     assert GENERATED.fullmatch(r.headers["x-request-id"])
 
@@ -84,9 +84,7 @@ def test_request_id_longest_usable_client_id_kept(gateway: Gateway) -> None:
 
 def test_request_id_on_errors(gateway: Gateway) -> None:
     with gateway.http() as h:
-        bad_json = h.post(
-            "/chat/completions", content=b"{not json", headers={"x-request-id": "bad-json"}
-        )
+        bad_json = h.post("/chat/completions", content=b"{not json", headers={"x-request-id": "bad-json"})
         unknown = h.get("/no-such-route", headers={"x-request-id": "unknown-route"})
         upstream = h.post("/chat/completions", json=chat_body("x", model="fail-503"))
     with gateway.http("opk_" + "0" * 42) as h:
@@ -115,16 +113,18 @@ def test_request_id_failed_call_logged_with_it(gateway: Gateway) -> None:
 
 def test_request_id_on_streams(gateway: Gateway) -> None:
     marker = uuid.uuid4().hex
-    with gateway.client() as client:
-        with client.chat.completions.with_streaming_response.create(
+    with (
+        gateway.client() as client,
+        client.chat.completions.with_streaming_response.create(
             model="gpt-4o",
             messages=[{"role": "user", "content": marker}],
             stream=True,
             extra_headers={"x-request-id": f"stream-{marker}"},
-        ) as response:
-            assert response.headers["x-request-id"] == f"stream-{marker}"
-            assert response.headers["content-type"].startswith("text/event-stream")
-            chunks = list(response.parse())
+        ) as response,
+    ):
+        assert response.headers["x-request-id"] == f"stream-{marker}"
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks = list(response.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     call = logged(gateway, marker)
     assert call["requestId"] == f"stream-{marker}"

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunepipe.api.errors import error_response
@@ -151,9 +152,29 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route: Any = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            self._observer.observe(template, scope["method"], status, time.perf_counter() - started)
+            self._observer.observe(
+                route_template(scope), scope["method"], status, time.perf_counter() - started
+            )
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request (``/api/v1/logs/{id}``), so that a
+    label never holds an id; ``unmatched`` when no route did.
+
+    FastAPI's routes leave themselves in the scope; a plain Starlette route (the chat hot path)
+    leaves only its endpoint, and without path parameters its template is the path itself."""
+    route: Any = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", UNMATCHED))
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return UNMATCHED
+    if not scope.get("path_params"):
+        return str(scope["path"])
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        if getattr(candidate, "endpoint", None) is endpoint and candidate.matches(scope)[0] is Match.FULL:
+            return str(candidate.path)
+    return UNMATCHED
 
 
 def install(app: Any, settings: Settings) -> None:

@@ -75,7 +75,8 @@ GATEWAY_DURATION = Histogram(
 )
 TOKENS = Counter(
     "tunepipe_gateway_tokens",
-    "Tokens of answered calls, by model and type (input or output).",
+    "Tokens the upstream processed for answered calls (cache hits not counted), by model and "
+    "type (input or output).",
     ["model", "type"],
     registry=REGISTRY,
 )
@@ -177,8 +178,8 @@ def observe_call(record: LogRecord) -> None:
     GATEWAY_CALLS.labels(endpoint, status_class(status)).inc()
     if record.received_at is not None:
         GATEWAY_DURATION.labels(endpoint).observe(max(0, record.received_at - record.requested_at) / 1000)
-    if record.input_tokens is None and record.output_tokens is None and not record.cost:
-        return
+    if record.cache_hit or (record.input_tokens is None and record.output_tokens is None and not record.cost):
+        return  # a hit's tokens were counted when the upstream answered it
     model = MODELS.label(record.model, answered=status < 400)
     if record.input_tokens:
         TOKENS.labels(model, "input").inc(record.input_tokens)

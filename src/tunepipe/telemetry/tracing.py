@@ -55,10 +55,10 @@ _REQUEST_PARAMETERS = (
 
 def traces_endpoint(settings: Settings) -> str | None:
     """Where spans go: the traces endpoint as given, else ``/v1/traces`` under the base one."""
-    if settings.otlp_traces_endpoint:
-        return settings.otlp_traces_endpoint
-    if settings.otlp_endpoint:
-        return settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+    if settings.otel_exporter_otlp_traces_endpoint:
+        return settings.otel_exporter_otlp_traces_endpoint
+    if settings.otel_exporter_otlp_endpoint:
+        return settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     return None
 
 
@@ -101,7 +101,7 @@ class CallTracer:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         else:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-        return cls(provider, capture_content=settings.otel_capture_message_content)
+        return cls(provider, capture_content=settings.otel_instrumentation_genai_capture_message_content)
 
     def record(
         self,

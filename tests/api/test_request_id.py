@@ -111,6 +111,19 @@ def test_request_id_failed_call_logged_with_it(gateway: Gateway) -> None:
     assert call["requestId"] == f"failed-{marker}"
 
 
+def test_request_id_kept_on_reported_calls(gateway: Gateway) -> None:
+    marker = uuid.uuid4().hex
+    with gateway.http() as h:
+        r = h.post(
+            "/report",
+            json={"reqPayload": chat_body(marker), "respPayload": None, "statusCode": 200},
+            headers={"x-request-id": f"report-{marker}"},
+        )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == f"report-{marker}"
+    assert logged(gateway, marker)["requestId"] == f"report-{marker}"
+
+
 def test_request_id_on_streams(gateway: Gateway) -> None:
     marker = uuid.uuid4().hex
     with (

@@ -19,6 +19,7 @@ from tunepipe.domain.labels import merge_labels, normalise_tags
 from tunepipe.domain.logs import LogFilter, LoggedCall
 from tunepipe.domain.pricing import guess_price
 from tunepipe.domain.projects import Principal
+from tunepipe.domain.request_context import current_request_id
 from tunepipe.errors import InvalidRequest, NotFound
 from tunepipe.protocol.logs import ReportAnthropicRequest, ReportRequest, export_line
 from tunepipe.providers.anthropic.translate import from_anthropic_request, to_openai_completion
@@ -67,6 +68,7 @@ class LogService:
                 error_message=body.error_message,
                 metadata=metadata,
                 price=guess_price(model) if isinstance(model, str) else None,
+                request_id=current_request_id(),
             )
         )
 

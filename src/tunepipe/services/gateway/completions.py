@@ -255,12 +255,13 @@ class CompletionsService:
 
 def _params(request: CompletionRequest, room: int, choice: int) -> SamplingParams:
     stop = request.stop
+    asked = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
     return SamplingParams(
         temperature=request.temperature if request.temperature is not None else 1.0,
         top_p=request.top_p if request.top_p is not None else 1.0,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        max_tokens=max(1, min(request.max_tokens or DEFAULT_MAX_TOKENS, room)),
+        max_tokens=max(1, min(asked, room)),
         stop=((stop,) if isinstance(stop, str) else tuple(stop or ())),
         seed=None if request.seed is None else request.seed + choice,
     )

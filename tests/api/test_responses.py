@@ -495,6 +495,42 @@ def test_responses_openai_stream_passes_through(gateway: Gateway, fake_provider:
     assert logged["outputTokens"] == 3
 
 
+def test_responses_openai_stored_responses_are_relayed_for_their_project_only(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    client = gateway.client()
+    m = _marker()
+    made = client.responses.create(model="gpt-4o", input=m)
+    assert made.id.startswith("resp_fake")
+    got = client.responses.retrieve(made.id)
+    assert got.output_text == f"echo: {m}" and fake_provider.last()["path"] == f"/v1/responses/{made.id}"
+    items = client.responses.input_items.list(made.id)
+    assert [i.content[0].text for i in items.data] == [m]  # type: ignore[union-attr]
+    follow = client.responses.create(model="openai:gpt-4o", input="next", previous_response_id=made.id)
+    assert follow.output_text == "echo: next"
+    assert fake_provider.last()["body"]["previous_response_id"] == made.id
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=MODEL, input="next", previous_response_id=made.id)
+    assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    stranger = gateway.client(_other_key(gateway))
+    fake_provider.clear()
+    for attempt in (
+        lambda: stranger.responses.retrieve(made.id),
+        lambda: stranger.responses.delete(made.id),
+        lambda: stranger.responses.create(model="gpt-4o", input="x", previous_response_id=made.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+    assert fake_provider.requests() == []  # nothing of it reached OpenAI
+    client.responses.delete(made.id)
+    assert fake_provider.last()["path"] == f"/v1/responses/{made.id}"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(made.id)
+    with gateway.client().responses.stream(model="gpt-4o", input="streamed") as stream:
+        final = stream.get_final_response()
+    assert client.responses.retrieve(final.id).output_text == "echo: streamed"
+
+
 def test_responses_openai_model_continues_a_response_stored_here(
     gateway: Gateway, fake_provider: FakeProvider
 ) -> None:

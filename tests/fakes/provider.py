@@ -25,7 +25,9 @@ Behaviour is chosen by the request, so tests need no set-up calls:
   parameter set to the last user text) until a tool has answered, then answers
   ``"tool said: <the last tool output>"``;
 * ``POST /v1/responses`` is OpenAI's Responses API, echoing the last user text the same way
-  (``fail-<status>`` and ``slow-<ms>`` apply), streamed as OpenAI streams it when asked;
+  (``fail-<status>`` and ``slow-<ms>`` apply), streamed as OpenAI streams it when asked; it
+  keeps what it answered (unless ``store`` is false) for ``GET``/``DELETE
+  /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``;
 * ``functions`` (legacy function calling, ``function_call`` not ``none``) get a
   ``function_call`` with ``{"echo": <text>}``; a model whose name ends in ``-error`` answers 404
   with OpenAI's wording for a model that does not exist;
@@ -667,6 +669,52 @@ def _responses_input_text(body: dict[str, Any]) -> str:
     return ""
 
 
+# Responses the fake "stores", by id: (response, input).
+_STORED_RESPONSES: dict[str, tuple[dict[str, Any], Any]] = {}
+
+
+def _stored_response(request: web.Request) -> tuple[dict[str, Any], Any] | None:
+    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": None})
+    return _STORED_RESPONSES.get(request.match_info["response_id"])
+
+
+async def get_response(request: web.Request) -> web.Response:
+    found = _stored_response(request)
+    if found is None:
+        return _error(404, "No response found")
+    return web.json_response(found[0])
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    found = _stored_response(request)
+    if found is None:
+        return _error(404, "No response found")
+    del _STORED_RESPONSES[found[0]["id"]]
+    return web.json_response({"id": found[0]["id"], "object": "response.deleted", "deleted": True})
+
+
+async def response_input_items(request: web.Request) -> web.Response:
+    found = _stored_response(request)
+    if found is None:
+        return _error(404, "No response found")
+    items = found[1] if isinstance(found[1], list) else [{"role": "user", "content": found[1]}]
+    data = [
+        {"id": f"msg_in{i}", "type": "message", "status": "completed", **item}
+        | {"content": [{"type": "input_text", "text": _text_of_item(item)}]}
+        for i, item in enumerate(items)
+    ]
+    if request.query.get("order", "desc") == "desc":
+        data.reverse()
+    return web.json_response(
+        {"object": "list", "data": data, "first_id": None, "last_id": None, "has_more": False}
+    )
+
+
+def _text_of_item(item: dict[str, Any]) -> str:
+    content = item.get("content")
+    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content or [])
+
+
 async def responses(request: web.Request) -> web.StreamResponse:
     """OpenAI's ``POST /v1/responses``: an echo of the last user text."""
     body = await request.json()
@@ -707,6 +755,8 @@ async def responses(request: web.Request) -> web.StreamResponse:
         "metadata": {},
         "fake_extra": "kept",
     }
+    if body.get("store") is not False:
+        _STORED_RESPONSES[response["id"]] = (response, body.get("input"))
     if not body.get("stream"):
         return web.json_response(response)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -759,6 +809,9 @@ def make_app(latency_ms: int = 0, keys: frozenset[str] = frozenset()) -> web.App
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_post("/v1/responses", responses)
+    app.router.add_get("/v1/responses/{response_id}", get_response)
+    app.router.add_delete("/v1/responses/{response_id}", delete_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", response_input_items)
     app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     for prefix in ("/v1", "/openai/v1"):
         app.router.add_post(f"{prefix}/embeddings", embeddings)

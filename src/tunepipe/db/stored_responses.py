@@ -3,8 +3,10 @@
 
 A row's body is zlib-compressed JSON ``{"response", "messages", "input_items"}``: the response
 object as the client got it, the conversation so far as chat messages (output included,
-instructions not: they never carry over), and the input as listed by ``input_items``. Every
-query is scoped by project.
+instructions not: they never carry over), and the input as listed by ``input_items``. A
+response OpenAI made and stores itself (a passed-through call) leaves only a marker,
+``{"passthrough": true}``, recording which project it belongs to. Every query is scoped by
+project except :func:`owner`.
 """
 
 from __future__ import annotations
@@ -45,3 +47,11 @@ def delete_one(conn: Connection, project_id: str, response_id: str) -> bool:
     s = stored_responses.c
     result = conn.execute(delete(stored_responses).where(s.id == response_id, s.project_id == project_id))
     return bool(result.rowcount)
+
+
+def owner(conn: Connection, response_id: str) -> str | None:
+    """The project a response id belongs to (to refuse another project's id without revealing
+    anything about it)."""
+    s = stored_responses.c
+    found = conn.execute(select(s.project_id).where(s.id == response_id)).scalar()
+    return str(found) if found is not None else None

@@ -10,6 +10,7 @@ OpenAI keep their own names and data.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -42,6 +43,11 @@ async def _framed(events: AsyncIterator[dict[str, object] | RawEvent]) -> AsyncI
             await aclose()
 
 
+def _json(found: dict[str, Any] | bytes) -> Response:
+    """A value, or an upstream's own bytes as they came."""
+    return raw_json_response(found) if isinstance(found, bytes) else json_response(found)
+
+
 async def create_response(request: Request) -> Response:
     state = app_state(request)
     caller = await state.auth.principal(request.headers.get("authorization"))
@@ -56,13 +62,13 @@ async def create_response(request: Request) -> Response:
 async def get_response(request: Request) -> Response:
     state = app_state(request)
     caller = await state.auth.principal(request.headers.get("authorization"))
-    return json_response(await state.responses.get(caller, request.path_params["response_id"]))
+    return _json(await state.responses.get(caller, request.path_params["response_id"]))
 
 
 async def delete_response(request: Request) -> Response:
     state = app_state(request)
     caller = await state.auth.writer(request.headers.get("authorization"))
-    return json_response(await state.responses.delete(caller, request.path_params["response_id"]))
+    return _json(await state.responses.delete(caller, request.path_params["response_id"]))
 
 
 async def list_input_items(request: Request) -> Response:
@@ -81,7 +87,7 @@ async def list_input_items(request: Request) -> Response:
     page = await state.responses.input_items(
         caller, request.path_params["response_id"], order=order, limit=limit, after=query.get("after")
     )
-    return json_response(page)
+    return _json(page)
 
 
 def add_routes(app: Starlette, prefix: str) -> None:

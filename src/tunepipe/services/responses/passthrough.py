@@ -4,7 +4,9 @@ conversations) keeps working through the gateway.
 
 The call is routed like a chat call to the same model (the project's OpenAI key or base URL,
 else the environment's; read-only keys refused), counted against the key's rate limits, and
-logged with endpoint ``responses``. The log keeps the call as chat completions (request and
+logged with endpoint ``responses``. The final response object goes to ``on_final`` before the
+client sees it, for the service to remember whose it is; :meth:`OpenAIResponses.relay` then
+reads or deletes it at OpenAI. The log keeps the call as chat completions (request and
 answer translated where they translate), so a logged Responses call can join a dataset like any
 other.
 """
@@ -12,7 +14,7 @@ other.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +27,9 @@ from tunepipe.domain.labels import merge_labels
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.domain.request_context import current_request_id
-from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError
+from tunepipe.errors import InvalidRequest, PermissionDenied, TunepipeError, UpstreamError
 from tunepipe.protocol.responses import ResponsesRequest, chat_body, chat_view
-from tunepipe.providers.http import open_response, post_json, transport_error
+from tunepipe.providers.http import error_from_response, open_response, post_json, transport_error
 from tunepipe.providers.sse import aiter_events
 from tunepipe.services.gateway.limits import RateLimits, Ticket
 from tunepipe.services.gateway.requests import read_options
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 _PROVIDER = "OpenAI"
 _FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+OnFinal = Callable[[dict[str, Any]], Awaitable[None]]
+"""Told the upstream's final response object before the client is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,11 @@ def _tokens(completion: dict[str, Any]) -> int:
 
 class OpenAIResponses:
     def __init__(
-        self, router: Router, session: aiohttp.ClientSession, logger: RequestLogger, limits: RateLimits
+        self,
+        router: Router,
+        session: aiohttp.ClientSession,
+        logger: RequestLogger,
+        limits: RateLimits,
     ) -> None:
         self._router = router
         self._session = session
@@ -114,7 +123,12 @@ class OpenAIResponses:
         return state, f"{base_url.rstrip('/')}/responses", upstream
 
     async def create(
-        self, principal: Principal, req: ResponsesRequest, body: dict[str, Any], headers: Mapping[str, str]
+        self,
+        principal: Principal,
+        req: ResponsesRequest,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        on_final: OnFinal,
     ) -> tuple[bytes, dict[str, str]]:
         """A non-streamed call: the upstream's bytes and the response headers."""
         state, url, upstream = await self._open(principal, req, body, headers)
@@ -126,15 +140,42 @@ class OpenAIResponses:
             await self._logger.failure(state.call, exc)
             raise
         try:
-            view = chat_view(orjson.loads(raw))
+            data = orjson.loads(raw)
+            view = chat_view(data)
         except (orjson.JSONDecodeError, AttributeError):
-            view = {"raw": raw.decode("utf-8", "replace")}
+            data, view = None, {"raw": raw.decode("utf-8", "replace")}
         await self._limits.release(state.ticket, _tokens(view))
         await self._logger.success(state.call, view)
+        if isinstance(data, dict):
+            await on_final(data)
         return raw, state.headers
 
+    async def relay(self, principal: Principal, method: str, path: str, query: str = "") -> bytes:
+        """``GET``/``DELETE`` of a response OpenAI stores: its answer as it came (errors mapped
+        as for any upstream call)."""
+        if principal.read_only:
+            raise PermissionDenied("Read-only OpenPipe API keys cannot access the base OpenAI API")
+        base_url, api_key = self._router.credentials(
+            RouteKind.OPENAI, await self._router.project_providers(principal.project.id)
+        )
+        url = f"{base_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            async with self._session.request(method, url, headers=headers) as resp:
+                raw = await resp.read()
+                if resp.status >= 300:
+                    raise error_from_response(resp.status, raw, _PROVIDER, resp.headers)
+                return raw
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_error(exc, _PROVIDER) from exc
+
     async def stream(
-        self, principal: Principal, req: ResponsesRequest, body: dict[str, Any], headers: Mapping[str, str]
+        self,
+        principal: Principal,
+        req: ResponsesRequest,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        on_final: OnFinal,
     ) -> tuple[AsyncIterator[RawEvent], dict[str, str]]:
         """Open the upstream stream (errors raise here, before anything is sent)."""
         state, url, upstream = await self._open(principal, req, body, headers)
@@ -146,23 +187,27 @@ class OpenAIResponses:
             await self._limits.release(state.ticket, 0)
             await self._logger.failure(state.call, exc, streamed=True)
             raise
-        return self._relay(state, resp), state.headers
+        return self._relay(state, resp, on_final), state.headers
 
-    async def _relay(self, state: _Pass, resp: aiohttp.ClientResponse) -> AsyncIterator[RawEvent]:
+    async def _relay(
+        self, state: _Pass, resp: aiohttp.ClientResponse, on_final: OnFinal
+    ) -> AsyncIterator[RawEvent]:
         final: dict[str, Any] | None = None
         failure: str | None = "client disconnected before the stream ended"
         status, last_seq = 499, -1
         try:
             async for event in aiter_events(resp):
-                yield RawEvent(event.event or None, event.data)
                 try:
                     data = orjson.loads(event.data)
                 except orjson.JSONDecodeError:
-                    continue
+                    data = None
                 if isinstance(data, dict):
                     last_seq = data.get("sequence_number", last_seq)
                     if data.get("type") in _FINAL and isinstance(data.get("response"), dict):
                         final = data["response"]
+                        # Before the client hears the end: a GET right after must find it.
+                        await on_final(final)
+                yield RawEvent(event.event or None, event.data)
             failure, status = None, 200
         except (TimeoutError, aiohttp.ClientError, SSEError) as exc:
             error: UpstreamError = transport_error(exc, _PROVIDER)

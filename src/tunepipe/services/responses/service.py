@@ -9,7 +9,10 @@ answer translated back, as one object or as Responses events (:mod:`.stream`).
 
 A response is stored unless ``store`` is false, before the client sees it complete (so a
 ``GET`` right after finds it), with the conversation so far as chat messages: a follow-up call
-with ``previous_response_id`` continues from there, in the same project only.
+with ``previous_response_id`` continues from there, in the same project only. A response
+OpenAI made is only marked as the project's; reading, listing and deleting it are relayed to
+OpenAI, and another project's key cannot reach it (projects may share the operator's OpenAI
+key, so OpenAI could not tell them apart).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from pydantic import ValidationError
@@ -115,21 +119,24 @@ class ResponsesService:
     async def create(self, principal: Principal, raw: bytes, headers: Mapping[str, str]) -> Created | Events:
         body, req = _parse(raw)
         kind = parse_model(req.model).kind
-        previous = None
-        if req.previous_response_id is not None:
-            previous = await self._db.run(repo.get, principal.project.id, req.previous_response_id)
-            if previous is None and kind is not RouteKind.OPENAI:
-                raise NotFound(
-                    f"Previous response with id '{req.previous_response_id}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-        if kind is RouteKind.OPENAI and previous is None:
+        previous = await self._previous(principal, req, kind)
+        if kind is RouteKind.OPENAI and (previous is None or previous.get("passthrough")):
+
+            async def remember(response: dict[str, Any]) -> None:
+                await self._remember(principal, req, response)
+
             if req.stream:
-                events, out_headers = await self._openai.stream(principal, req, body, headers)
+                events, out_headers = await self._openai.stream(principal, req, body, headers, remember)
                 return Events(events, out_headers)
-            answer, out_headers = await self._openai.create(principal, req, body, headers)
+            answer, out_headers = await self._openai.create(principal, req, body, headers, remember)
             return Created(None, answer, out_headers)
+        if previous is not None and previous.get("passthrough"):
+            raise InvalidRequest(
+                f"Response '{req.previous_response_id}' was made and is stored by OpenAI: only an "
+                "OpenAI model can continue it",
+                param="previous_response_id",
+            )
+        assert previous is None or "messages" in previous
         history = list(previous["messages"]) if previous is not None else []
         chat, added = chat_body(req, history, verbosity=kind in _VERBOSITY_KINDS)
         prepared = await self._chat.prepare(principal, orjson.dumps(chat), headers, endpoint="responses")
@@ -151,6 +158,33 @@ class ResponsesService:
         )
         await self._keep(principal, turn, data)
         return Created(data, None, completion.headers)
+
+    async def _previous(
+        self, principal: Principal, req: ResponsesRequest, kind: RouteKind
+    ) -> dict[str, Any] | None:
+        """The stored response ``previous_response_id`` names. An id another project made is
+        unknown to this one; an id nobody made here may be OpenAI's own (then only an OpenAI
+        model may use it, and OpenAI decides)."""
+        if req.previous_response_id is None:
+            return None
+        owner = await self._db.run(repo.owner, req.previous_response_id)
+        if owner == principal.project.id:
+            return await self._db.run(repo.get, principal.project.id, req.previous_response_id)
+        if owner is not None or kind is not RouteKind.OPENAI:
+            raise NotFound(
+                f"Previous response with id '{req.previous_response_id}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return None
+
+    async def _remember(self, principal: Principal, req: ResponsesRequest, response: dict[str, Any]) -> None:
+        """Mark a response OpenAI stores as this project's."""
+        response_id = response.get("id")
+        if req.store is False or not isinstance(response_id, str):
+            return
+        marker = {"passthrough": True}
+        await self._db.run(repo.save, principal.project.id, response_id, req.model, marker, now_ms())
 
     async def _events(
         self, principal: Principal, turn: _Turn, chunks: AsyncIterator[StreamEvent]
@@ -193,22 +227,32 @@ class ResponsesService:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return found
 
-    async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
-        response: dict[str, Any] = (await self._stored(principal, response_id))["response"]
+    async def get(self, principal: Principal, response_id: str) -> dict[str, Any] | bytes:
+        """The stored response object (OpenAI's own bytes for one OpenAI stores)."""
+        found = await self._stored(principal, response_id)
+        if found.get("passthrough"):
+            return await self._openai.relay(principal, "GET", f"/responses/{response_id}")
+        response: dict[str, Any] = found["response"]
         return response
 
-    async def delete(self, principal: Principal, response_id: str) -> dict[str, Any]:
+    async def delete(self, principal: Principal, response_id: str) -> dict[str, Any] | bytes:
+        found = await self._stored(principal, response_id)
+        answer: dict[str, Any] | bytes = {"id": response_id, "object": "response.deleted", "deleted": True}
+        if found.get("passthrough"):
+            answer = await self._openai.relay(principal, "DELETE", f"/responses/{response_id}")
         if not await self._db.run(repo.delete_one, principal.project.id, response_id):
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
-        return {"id": response_id, "object": "response.deleted", "deleted": True}
+        return answer
 
     async def input_items(
         self, principal: Principal, response_id: str, *, order: str, limit: int, after: str | None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | bytes:
         """A page of the input a stored response was given (OpenAI's list shape)."""
-        items: list[dict[str, Any]] = list(
-            (await self._stored(principal, response_id)).get("input_items") or []
-        )
+        found = await self._stored(principal, response_id)
+        if found.get("passthrough"):
+            query = urlencode({"order": order, "limit": limit, **({"after": after} if after else {})})
+            return await self._openai.relay(principal, "GET", f"/responses/{response_id}/input_items", query)
+        items: list[dict[str, Any]] = list(found.get("input_items") or [])
         if order == "desc":
             items.reverse()
         if after is not None:

@@ -200,3 +200,36 @@ def test_metrics_token_required_when_set(guarded: tuple[str, str, str]) -> None:
     assert "tunepipe_http_requests_total" in scrape(root, token)
     # The token opens the metrics only, not the API.
     assert httpx.get(f"{root}/api/v1/logs", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_metrics_add_up_across_worker_processes(
+    fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With ``PROMETHEUS_MULTIPROC_DIR``, whichever process answers the scrape counts them all."""
+    home = tmp_path_factory.mktemp("metrics-multiproc")
+    (home / "prometheus").mkdir()
+    env = base_env(home, fake_provider, None)
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(home / "prometheus"), TUNEPIPE_API_KEY=f"opk_{'w' * 42}")
+    port = free_port()
+    proc = _start(env, port, "--workers", "2")
+    root = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client() as client:  # new connections, so both processes get some
+            for _ in range(20):
+                assert client.get(f"{root}/health", headers={"Connection": "close"}).status_code == 200
+        counts = {
+            value(
+                samples(scrape(root)),
+                "tunepipe_http_requests_total",
+                route="/health",
+                method="GET",
+                status="2xx",
+            )
+            for _ in range(6)
+        }
+        # _start polled /health until the server was up: those count too.
+        assert len(counts) == 1 and counts.pop() >= 20
+        assert list((home / "prometheus").glob("counter_*.db"))  # the values live in files
+    finally:
+        proc.terminate()
+        proc.wait(30)

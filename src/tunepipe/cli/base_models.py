@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tunepipe.cli.context import call, console
+from tunepipe.cli.context import JsonOpt, call, console, json_list, print_json
+from tunepipe.protocol.providers import base_model_view
 from tunepipe.services.container import Container
 
 base_models_app = typer.Typer(
@@ -17,10 +18,14 @@ base_models_app = typer.Typer(
 
 
 @base_models_app.command("list")
-def base_models_list() -> None:
+def base_models_list(as_json: JsonOpt = False) -> None:
     """List registered base models."""
+    models = call(lambda c: c.base_models.all())
+    if as_json:
+        print_json(json_list([base_model_view(m) for m in models]))
+        return
     table = Table("model", "kind", "path")
-    for m in call(lambda c: c.base_models.all()):
+    for m in models:
         table.add_row(f"local:{m.name}", m.kind, m.path)
     console.print(table)
 

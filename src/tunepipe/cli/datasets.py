@@ -27,8 +27,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console, progress_console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json, progress_console
 from tunepipe.domain.datasets import Dataset
+from tunepipe.protocol.datasets import dataset_view
 from tunepipe.protocol.logs import iso
 from tunepipe.services.container import Container
 from tunepipe.services.datasets.upload import UploadResult
@@ -56,13 +57,16 @@ def datasets_create(
 
 
 @datasets_app.command("list")
-def datasets_list(project: ProjectOpt = None) -> None:
+def datasets_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List the project's datasets, newest first."""
 
     async def run(c: Container) -> list[Dataset]:
         return await c.datasets.all(await c.projects.operator(project))
 
     datasets = call(run)
+    if as_json:
+        print_json(json_list([dataset_view(ds) for ds in datasets]))
+        return
     table = Table("name", "entries", "train ratio", "created")
     table.add_column("id", no_wrap=True, min_width=36)
     for ds in datasets:

@@ -3,14 +3,12 @@ list them, show one, cancel one."""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
-import orjson
 import typer
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json
 from tunepipe.domain.jobs import Job
 from tunepipe.protocol.jobs import job_view
 from tunepipe.protocol.logs import iso
@@ -28,6 +26,7 @@ def jobs_list(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 50,
     project: ProjectOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the project's jobs, newest first."""
 
@@ -35,6 +34,10 @@ def jobs_list(
         principal = await c.projects.operator(project)
         return await c.jobs.list_jobs(principal, kinds=kind or (), status=status, limit=limit)
 
+    jobs = call(run)
+    if as_json:
+        print_json(json_list([job_view(job) for job in jobs]))
+        return
     # Id, kind and status are what a reader acts on: never cut them (`jobs get` shows the rest).
     table = Table()
     table.add_column("id", no_wrap=True, min_width=36)
@@ -42,7 +45,7 @@ def jobs_list(
     table.add_column("status", no_wrap=True, min_width=9)
     for name in ("attempt", "stage", "created", "message"):
         table.add_column(name, overflow="fold")
-    for job in call(run):
+    for job in jobs:
         table.add_row(
             job.id,
             job.kind,
@@ -62,7 +65,7 @@ def jobs_get(job_id: JobArg, project: ProjectOpt = None) -> None:
     async def run(c: Container) -> Job:
         return await c.jobs.get(await c.projects.operator(project), job_id)
 
-    sys.stdout.write(orjson.dumps(job_view(call(run)), option=orjson.OPT_INDENT_2).decode() + "\n")
+    print_json(job_view(call(run)))
 
 
 @jobs_app.command("cancel")

@@ -17,7 +17,7 @@ import typer
 from tunepipe import __version__
 from tunepipe.cli.base_models import base_models_app, install_default
 from tunepipe.cli.cache import cache_app
-from tunepipe.cli.context import call, console
+from tunepipe.cli.context import call, console, plain_progress_when_redirected
 from tunepipe.cli.criteria import criteria_app
 from tunepipe.cli.datasets import datasets_app
 from tunepipe.cli.evals import evals_app
@@ -88,6 +88,8 @@ def serve(
     """Migrate the database, make sure a project and key exist, and serve the API."""
     import uvicorn
 
+    plain_progress_when_redirected()
+
     settings = Settings()
 
     async def prepare(c: Container) -> None:
@@ -135,6 +137,7 @@ def worker(
     TUNEPIPE_WORKER=false)."""
     from tunepipe.cli.worker import run_worker
 
+    plain_progress_when_redirected()
     logging.basicConfig(level=logging.INFO)
     console.print("Worker started; Ctrl-C hands a running job back to the queue.")
     run_worker(Settings(), once=once, kinds=kind or None)

@@ -11,8 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json
 from tunepipe.domain.moa import MAX_CANDIDATES, MAX_LAYERS, ProjectMoa, make_config
+from tunepipe.protocol.moa import moa_view
 from tunepipe.services.container import Container
 
 moa_app = typer.Typer(
@@ -65,14 +66,18 @@ def moa_create(
 
 
 @moa_app.command("list")
-def moa_list(project: ProjectOpt = None) -> None:
+def moa_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List the project's configurations."""
 
     async def run(c: Container) -> list[ProjectMoa]:
         return await c.moa.list_configs(await c.projects.operator(project))
 
+    configs = call(run)
+    if as_json:
+        print_json(json_list([moa_view(m) for m in configs]))
+        return
     table = Table("model", "proposers", "candidates", "layers", "aggregator")
-    for m in call(run):
+    for m in configs:
         cfg = m.config
         table.add_row(
             escape(m.model),
@@ -85,13 +90,16 @@ def moa_list(project: ProjectOpt = None) -> None:
 
 
 @moa_app.command("show")
-def moa_show(slug: str, project: ProjectOpt = None) -> None:
+def moa_show(slug: str, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show a configuration, prompts included."""
 
     async def run(c: Container) -> ProjectMoa:
         return await c.moa.get(await c.projects.operator(project), slug)
 
     m = call(run)
+    if as_json:
+        print_json(moa_view(m))
+        return
     cfg = m.config
     console.print(f"[bold]{escape(m.model)}[/bold]")
     console.print(f"proposers:   {escape(', '.join(cfg.proposers))}")

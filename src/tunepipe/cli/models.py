@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console, progress_console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json, progress_console
 from tunepipe.domain.fine_tunes import FineTune, FineTuneStatus
 from tunepipe.engine.sources import DEFAULT_MODEL
 from tunepipe.protocol.logs import iso
@@ -119,12 +117,21 @@ def models_create(
 
 
 @models_app.command("list")
-def models_list(project: ProjectOpt = None) -> None:
+def models_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List the project's models, newest first."""
 
     async def run(c: Container) -> list[FineTune]:
         return await c.fine_tunes.all(await c.projects.operator(project))
 
+    async def views(c: Container) -> list[dict[str, Any]]:
+        principal = await c.projects.operator(project)
+        details = await c.fine_tunes.details(await c.fine_tunes.all(principal))
+        owner = principal.project.name
+        return [model_view(d.fine_tune, progress=d.progress, owner=owner, context=d.context) for d in details]
+
+    if as_json:
+        print_json(json_list(call(views)))
+        return
     models = call(run)
     table = Table()
     # The name is what a caller needs: never cut it.
@@ -155,8 +162,7 @@ def models_get(slug: SlugArg, project: ProjectOpt = None) -> None:
         d = await c.fine_tunes.detail(await c.fine_tunes.get(principal, slug))
         return model_view(d.fine_tune, progress=d.progress, owner=principal.project.name, context=d.context)
 
-    # Plain JSON on stdout (no wrapping or colour), so it pipes into jq.
-    sys.stdout.write(orjson.dumps(call(run), option=orjson.OPT_INDENT_2).decode() + "\n")
+    print_json(call(run))
 
 
 def _progress_fields(ft: FineTune, p: dict[str, Any]) -> tuple[str, int, int | None, str, str]:

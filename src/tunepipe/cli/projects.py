@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json
 from tunepipe.domain.projects import ApiKeyInfo, KeyLimits, Project
+from tunepipe.protocol.keys import key_view
 from tunepipe.services.container import Container
 
 projects_app = typer.Typer(help="Projects.", no_args_is_help=True)
@@ -57,10 +58,14 @@ def projects_create(name: str) -> None:
 
 
 @projects_app.command("list")
-def projects_list() -> None:
+def projects_list(as_json: JsonOpt = False) -> None:
     """List projects."""
+    projects = call(lambda c: c.projects.all())
+    if as_json:
+        print_json(json_list([{"id": p.id, "name": p.name} for p in projects]))
+        return
     table = Table("name", "id")
-    for p in call(lambda c: c.projects.all()):
+    for p in projects:
         table.add_row(p.name, p.id)
     console.print(table)
 
@@ -126,7 +131,7 @@ def keys_limits(
 
 
 @keys_app.command("list")
-def keys_list(project: ProjectOpt = None) -> None:
+def keys_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List keys (prefixes only: keys are stored hashed)."""
 
     async def load(c: Container) -> tuple[list[Project], list[ApiKeyInfo]]:
@@ -135,6 +140,9 @@ def keys_list(project: ProjectOpt = None) -> None:
 
     projects, keys = call(load)
     names = {p.id: p.name for p in projects}
+    if as_json:
+        print_json(json_list([key_view(k) | {"project": names.get(k.project_id)} for k in keys]))
+        return
     table = Table("project", "prefix", "kind", "name", "limits", "id")
     for k in keys:
         table.add_row(

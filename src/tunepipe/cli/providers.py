@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json
 from tunepipe.domain.projects import ExternalProvider
+from tunepipe.protocol.providers import provider_view
 from tunepipe.services.container import Container
 
 providers_app = typer.Typer(
@@ -41,14 +42,18 @@ def providers_set_key(
 
 
 @providers_app.command("list")
-def providers_list(project: ProjectOpt = None) -> None:
+def providers_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List external providers and their models."""
 
     async def run(c: Container) -> list[ExternalProvider]:
         return await c.providers.list_external(await _project_id(c, project))
 
+    providers = call(run)
+    if as_json:
+        print_json(json_list([provider_view(p) for p in providers]))
+        return
     table = Table("provider", "kind", "base URL", "models")
-    for p in call(run):
+    for p in providers:
         models = ", ".join(f"openpipe:{p.slug}/{m.slug}" for m in p.models) or "-"
         table.add_row(p.slug, p.kind, p.base_url, models)
     console.print(table)

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, print_json
 from tunepipe.domain.routing import FallbackChain
 from tunepipe.services.container import Container
 
@@ -23,14 +23,18 @@ routing_app = typer.Typer(
 
 
 @routing_app.command("show")
-def routing_show(project: ProjectOpt = None) -> None:
+def routing_show(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List the project's fallback chains."""
 
     async def run(c: Container) -> dict[str, Any]:
         return await c.fallbacks.overview(await c.projects.operator(project))
 
+    overview = call(run)
+    if as_json:
+        print_json({"object": "routing", **overview})
+        return
     table = Table("model", "fallbacks, in order", "retries")
-    for chain in call(run)["fallbacks"]:
+    for chain in overview["fallbacks"]:
         retries = "-" if chain["retries"] is None else str(chain["retries"])
         table.add_row(escape(chain["model"]), escape(" → ".join(chain["fallbacks"]) or "-"), retries)
     console.print(table)

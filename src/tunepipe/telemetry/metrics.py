@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -171,30 +172,43 @@ class HttpObserver:
         children[1].observe(seconds)
 
 
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, kept: ``labels()`` validates and locks on every call, and a
+    label set's child never changes (the label values are bounded, so is this dict)."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def observe_call(record: LogRecord) -> None:
     """Count a finished gateway call from its log record."""
     status = record.status_code or 500
     endpoint = record.endpoint or "chat_completions"
-    GATEWAY_CALLS.labels(endpoint, status_class(status)).inc()
+    _child(GATEWAY_CALLS, endpoint, status_class(status)).inc()
     if record.received_at is not None:
-        GATEWAY_DURATION.labels(endpoint).observe(max(0, record.received_at - record.requested_at) / 1000)
+        _child(GATEWAY_DURATION, endpoint).observe(max(0, record.received_at - record.requested_at) / 1000)
     if record.cache_hit or (record.input_tokens is None and record.output_tokens is None and not record.cost):
         return  # a hit's tokens were counted when the upstream answered it
     model = MODELS.label(record.model, answered=status < 400)
     if record.input_tokens:
-        TOKENS.labels(model, "input").inc(record.input_tokens)
+        _child(TOKENS, model, "input").inc(record.input_tokens)
     if record.output_tokens:
-        TOKENS.labels(model, "output").inc(record.output_tokens)
+        _child(TOKENS, model, "output").inc(record.output_tokens)
     if record.cost:
-        COST.labels(model).inc(record.cost)
+        _child(COST, model).inc(record.cost)
 
 
 def count_cache(result: str) -> None:
-    CACHE_LOOKUPS.labels(result.lower()).inc()
+    _child(CACHE_LOOKUPS, result.lower()).inc()
 
 
 def count_upstream_error(provider: str, status: int) -> None:
-    UPSTREAM_ERRORS.labels(provider, str(status)).inc()
+    _child(UPSTREAM_ERRORS, provider, str(status)).inc()
 
 
 def multiprocess() -> bool:

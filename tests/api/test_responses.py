@@ -526,6 +526,16 @@ def test_responses_openai_stored_responses_are_relayed_for_their_project_only(
     assert fake_provider.last()["path"] == f"/v1/responses/{made.id}"
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(made.id)
+    # Deleted at OpenAI behind the gateway's back: the 404 comes through and the mark goes too.
+    gone = client.responses.create(model="gpt-4o", input="gone")
+    httpx.delete(f"{fake_provider.url}/v1/responses/{gone.id}")
+    for _ in range(2):
+        with pytest.raises(openai.NotFoundError):
+            client.responses.delete(gone.id)
+    fake_provider.clear()
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(gone.id)
+    assert fake_provider.requests() == []
     with gateway.client().responses.stream(model="gpt-4o", input="streamed") as stream:
         final = stream.get_final_response()
     assert client.responses.retrieve(final.id).output_text == "echo: streamed"

@@ -31,7 +31,7 @@ from tunepipe.db.database import Database
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
-from tunepipe.errors import InvalidRequest, NotFound
+from tunepipe.errors import InvalidRequest, NotFound, UpstreamRejected
 from tunepipe.protocol.responses import (
     ResponsesRequest,
     assistant_message,
@@ -239,7 +239,12 @@ class ResponsesService:
         found = await self._stored(principal, response_id)
         answer: dict[str, Any] | bytes = {"id": response_id, "object": "response.deleted", "deleted": True}
         if found.get("passthrough"):
-            answer = await self._openai.relay(principal, "DELETE", f"/responses/{response_id}")
+            try:
+                answer = await self._openai.relay(principal, "DELETE", f"/responses/{response_id}")
+            except UpstreamRejected as exc:
+                if exc.status_code == 404:  # gone at OpenAI already: forget it here too
+                    await self._db.run(repo.delete_one, principal.project.id, response_id)
+                raise
         if not await self._db.run(repo.delete_one, principal.project.id, response_id):
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return answer

@@ -31,6 +31,13 @@ class _Open:
     index: int
     item: dict[str, Any]
     text: list[str] = field(default_factory=list)
+    part: str = "output_text"  # a message's part: output_text or refusal
+
+
+def _part(kind: str, text: str) -> dict[str, Any]:
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": text}
+    return {"type": "output_text", "text": text, "annotations": []}
 
 
 class EventTranslator:
@@ -79,19 +86,26 @@ class EventTranslator:
         delta = choice.get("delta") or {}
         content = delta.get("content")
         if isinstance(content, str) and content:
-            events += self._text_delta(content)
+            events += self._text_delta(content, "output_text")
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            events += self._text_delta(refusal, "refusal")
         for call in delta.get("tool_calls") or []:
             events += self._call_delta(call)
         if choice.get("finish_reason"):
             self._reason = choice["finish_reason"]
         return events
 
-    def _text_delta(self, text: str) -> list[dict[str, Any]]:
+    def _text_delta(self, text: str, part: str) -> list[dict[str, Any]]:
+        """Text or refusal: a message item with one part of that kind (a change of kind starts
+        another message)."""
         events = []
+        if self._text is not None and self._text.part != part:
+            events += self._close_text()
         if self._text is None:
             events += self._close_calls()
             item = {**text_item(new_id("msg"), "", "in_progress"), "content": []}
-            self._text = _Open(len(self._output), item)
+            self._text = _Open(len(self._output), item, part=part)
             self._output.append(item)
             events.append(
                 self._event("response.output_item.added", output_index=self._text.index, item=dict(item))
@@ -102,20 +116,15 @@ class EventTranslator:
                     item_id=item["id"],
                     output_index=self._text.index,
                     content_index=0,
-                    part={"type": "output_text", "text": "", "annotations": []},
+                    part=_part(part, ""),
                 )
             )
         self._text.text.append(text)
-        events.append(
-            self._event(
-                "response.output_text.delta",
-                item_id=self._text.item["id"],
-                output_index=self._text.index,
-                content_index=0,
-                delta=text,
-                logprobs=[],
-            )
-        )
+        where = {"item_id": self._text.item["id"], "output_index": self._text.index, "content_index": 0}
+        if part == "refusal":
+            events.append(self._event("response.refusal.delta", **where, delta=text))
+        else:
+            events.append(self._event("response.output_text.delta", **where, delta=text, logprobs=[]))
         return events
 
     def _call_delta(self, call: dict[str, Any]) -> list[dict[str, Any]]:
@@ -151,11 +160,16 @@ class EventTranslator:
         if opened is None:
             return []
         text = "".join(opened.text)
-        part = {"type": "output_text", "text": text, "annotations": []}
+        part = _part(opened.part, text)
         opened.item.update(content=[part], status=status)
         common = {"item_id": opened.item["id"], "output_index": opened.index, "content_index": 0}
+        done = (
+            self._event("response.refusal.done", **common, refusal=text)
+            if opened.part == "refusal"
+            else self._event("response.output_text.done", **common, text=text, logprobs=[])
+        )
         return [
-            self._event("response.output_text.done", **common, text=text, logprobs=[]),
+            done,
             self._event("response.content_part.done", **common, part=part),
             self._event("response.output_item.done", output_index=opened.index, item=opened.item),
         ]

@@ -1,6 +1,7 @@
 """Chat chunks → Responses events (:class:`EventTranslator`), each event validated against the
 openai SDK's own ``ResponseStreamEvent`` union, for the cases the fake provider does not stream:
-refusals, text followed by tool calls, and a stream that breaks off."""
+refusals, text followed by tool calls, and a stream that breaks off; and a whole response
+object against the SDK's ``Response``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from tunepipe.protocol.responses import ResponsesRequest
+from tunepipe.protocol.responses import ResponsesRequest, ending, output_of, response_object, usage_of
 from tunepipe.services.responses.stream import EventTranslator
 
 EVENT = TypeAdapter[Any](ResponseStreamEvent)
@@ -116,3 +117,50 @@ def test_stream_break_ends_with_response_failed() -> None:
         final.status == "failed" and final.error is not None and final.error.message == "upstream went away"
     )
     assert final.output_text == "half"
+
+
+def test_whole_response_object_validates_against_the_sdk() -> None:
+    completion = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Checking.",
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    req = ResponsesRequest.model_validate(
+        {
+            "model": "m",
+            "input": "x",
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}],
+            "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}},
+            "reasoning": {"effort": "low"},
+        }
+    )
+    output, reason = output_of(completion)
+    status, details = ending(reason)
+    data = response_object(
+        req,
+        response_id="resp_1",
+        created_at=1,
+        status=status,
+        output=output,
+        usage=usage_of(completion["usage"]),
+        incomplete_details=details,
+    )
+    parsed = Response.model_validate(data)
+    assert parsed.output_text == "Checking." and parsed.output[1].type == "function_call"
+    assert (
+        parsed.text is not None
+        and parsed.text.format is not None
+        and parsed.text.format.type == "json_schema"
+    )
+    assert parsed.reasoning is not None and parsed.reasoning.effort == "low"

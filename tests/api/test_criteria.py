@@ -102,6 +102,7 @@ def test_unknown_criterion_is_404_before_any_upstream_call(
     for ids, message in (
         ([f"missing-{marker}"], f"Criterion missing-{marker} not found"),
         ([name, f"{name}@v7"], f"Criterion version 7 not found for criterion {name}"),
+        ([f"{name}@fake-version"], f"Criterion version fake-version not found for criterion {name}"),
     ):
         with pytest.raises(openai.NotFoundError) as err:
             ask(gateway, ids, text=marker)

@@ -28,6 +28,8 @@ Behaviour is chosen by the request, so tests need no set-up calls:
   (``fail-<status>`` and ``slow-<ms>`` apply), streamed as OpenAI streams it when asked; it
   keeps what it answered (unless ``store`` is false) for ``GET``/``DELETE
   /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``;
+* ``response_format`` of type ``json_schema`` gets an instance of the schema (strings are the
+  last user text);
 * ``functions`` (legacy function calling, ``function_call`` not ``none``) get a
   ``function_call`` with ``{"echo": <text>}``; a model whose name ends in ``-error`` answers 404
   with OpenAI's wording for a model that does not exist;
@@ -42,6 +44,7 @@ headers; ``GET /_requests`` returns them and ``DELETE /_requests`` clears them.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import threading
@@ -201,6 +204,18 @@ def extract_person(text: str) -> str:
     return orjson.dumps({"name": name, "age": age, "city": city}).decode()
 
 
+def _instance(schema: dict[str, Any], text: str) -> Any:
+    """A value valid against a simple JSON schema: strings are ``text`` (or "echo")."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {name: _instance(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return []
+    return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(str(kind), text or "echo")
+
+
 def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str]:
     messages = body.get("messages") or []
     last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
@@ -229,7 +244,12 @@ def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str
         }
         return {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
     prefix = f"[{index}] " if (body.get("n") or 1) > 1 else ""
-    content = f"{prefix}echo: {last_user}"
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":  # structured output: an instance of the schema
+        # Spaced as json.dumps writes it, so that a token limit can cut it short.
+        content = json.dumps(_instance((fmt.get("json_schema") or {}).get("schema") or {}, last_user))
+    else:
+        content = f"{prefix}echo: {last_user}"
     stop = body.get("stop")
     for s in [stop] if isinstance(stop, str) else stop or []:
         if s in content:
@@ -375,11 +395,14 @@ async def _openai_stream(
         await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
 
     for i, (message, reason) in enumerate(replies):
-        await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        if not message.get("function_call"):
+            await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         if message.get("function_call"):
+            # As OpenAI streams it: the name comes with the role, then the arguments.
             name, args = message["function_call"]["name"], message["function_call"]["arguments"]
-            for delta in ({"name": name, "arguments": ""}, {"arguments": args}):
-                await send([{"index": i, "delta": {"function_call": delta}, "finish_reason": None}])
+            head = {"role": "assistant", "content": None, "function_call": {"name": name, "arguments": ""}}
+            await send([{"index": i, "delta": head, "finish_reason": None}])
+            await send([{"index": i, "delta": {"function_call": {"arguments": args}}, "finish_reason": None}])
         elif message.get("tool_calls"):
             call = message["tool_calls"][0]
             args = call["function"]["arguments"]

@@ -87,11 +87,14 @@ def parse_criterion_id(text: str) -> CriterionId:
     """Parse ``name`` / ``name@vN``; anything else names no criterion (404, as OpenPipe words it)."""
     m = _ID.match(text.strip())
     if m is None or not _NAME.match(m["name"]):
+        name, at, version = text.strip().partition("@")
+        if at and _NAME.match(name):  # a criterion's name with a version that cannot exist
+            raise not_found(name, version)
         raise not_found(text)
     return CriterionId(m["name"], int(m["version"]) if m["version"] else None)
 
 
-def not_found(criterion: str, version: int | None = None) -> NotFound:
+def not_found(criterion: str, version: int | str | None = None) -> NotFound:
     if version is not None:
         return NotFound(
             f"Criterion version {version} not found for criterion {criterion}",

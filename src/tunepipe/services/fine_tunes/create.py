@@ -122,11 +122,12 @@ class FineTuneCreator:
         project_id = principal.project.id
         if repo.slug_taken(conn, body.slug):
             raise repo.slug_conflict(body.slug)
+        # The training config is checked before the dataset it names (a 400 before a 404).
+        root, parent_id = _base(conn, project_id, cfg.base_model)
         if dataset_repo.get_dataset(conn, project_id, body.dataset_id) is None:
             raise NotFound(f"No dataset {body.dataset_id!r} in this project", param="datasetId")
         rule_ids = list(dict.fromkeys(body.pruning_rule_ids))
         rules = _rule_texts(conn, body.dataset_id, rule_ids)
-        root, parent_id = _base(conn, project_id, cfg.base_model)
         rows = repo.count_dataset_rows(conn, project_id, body.dataset_id)
         if rows.train < MIN_TRAIN_ROWS:
             raise InvalidRequest(

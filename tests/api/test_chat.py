@@ -162,7 +162,9 @@ def test_chat_completion_legacy_functions_reach_upstream_untouched(
         function_call={"name": "get_weather"},
     )
     call = r.choices[0].message.function_call
-    assert call is not None and call.name == "get_weather" and json.loads(call.arguments) == {"echo": "thanks"}
+    assert (
+        call is not None and call.name == "get_weather" and json.loads(call.arguments) == {"echo": "thanks"}
+    )
     assert r.choices[0].finish_reason == "function_call"
     body = fake_provider.last()["body"]
     assert body["functions"] == functions

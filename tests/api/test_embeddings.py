@@ -142,6 +142,7 @@ def test_embeddings_openai_float_relayed_and_logged_without_vectors(
     assert logged["endpoint"] == "embeddings"
     assert logged["statusCode"] == 200
     assert logged["inputTokens"] == 5
+    assert logged["cost"] == pytest.approx(5 * 0.02 / 1e6)  # OpenAI's price, input tokens only
     assert logged["reqPayload"]["input"] == texts
     assert logged["respPayload"]["data"] == []
     assert logged["respPayload"]["embeddings"] == {"count": 2, "dimensions": 8, "encoding": "float"}

@@ -37,6 +37,11 @@ _OPENAI: dict[str, tuple[float, float]] = {
     "gpt-4": (30.0, 60.0),
     "gpt-3.5-turbo": (0.50, 1.50),
     "gpt-3.5-turbo-1106": (1.0, 2.0),
+    "gpt-3.5-turbo-instruct": (1.50, 2.0),
+    # Embeddings: input tokens only.
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+    "text-embedding-ada-002": (0.10, 0.0),
     "o1": (15.0, 60.0),
     "o1-mini": (1.10, 4.40),
     "o3": (2.0, 8.0),

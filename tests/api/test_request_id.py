@@ -190,3 +190,23 @@ def test_usable_request_id_rules() -> None:
     assert usable_request_id("x" * 200) == "x" * 200
     assert usable_request_id("x" * 201) is None
     assert usable_request_id(None) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/embeddings", {"model": "text-embedding-3-small", "input": "{marker}"}),
+        ("/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "{marker}", "max_tokens": 5}),
+    ],
+)
+def test_request_id_logged_for_embeddings_and_legacy_completions(
+    gateway: Gateway, path: str, body: dict[str, Any]
+) -> None:
+    marker = uuid.uuid4().hex
+    sent = {k: v.format(marker=marker) if isinstance(v, str) else v for k, v in body.items()}
+    with gateway.http() as h:
+        r = h.post(path, json=sent, headers={"x-request-id": f"{path[1:]}-{marker}"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == f"{path[1:]}-{marker}"
+    call = logged(gateway, marker)
+    assert call["requestId"] == f"{path[1:]}-{marker}" and call["endpoint"] == path[1:]

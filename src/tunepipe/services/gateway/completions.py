@@ -26,8 +26,9 @@ from tunepipe.engine.types import SamplingParams, SequenceSpec
 from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, UpstreamError, UpstreamUnavailable
 from tunepipe.protocol.completions import CompletionRequest, TextAssembler
 from tunepipe.services.gateway.chat import CLIENT_CLOSED_REQUEST, StreamEvent, StreamFailed
-from tunepipe.services.gateway.endpoints import Answer, Events, forwarded, read_call, unsupported, upstream
+from tunepipe.services.gateway.endpoints import Answer, Events, forwarded, unsupported, upstream
 from tunepipe.services.gateway.limits import RateLimits, Ticket
+from tunepipe.services.gateway.requests import read_call
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
 
@@ -62,8 +63,8 @@ class CompletionsService:
         self._limits = limits
 
     async def create(self, principal: Principal, raw: bytes, headers: Mapping[str, str]) -> Answer | Events:
-        call, body, request = await read_call(
-            self._logger, principal, raw, headers, CompletionRequest, ENDPOINT
+        call, body, request, _ = await read_call(
+            self._logger, principal, raw, headers, CompletionRequest, endpoint=ENDPOINT
         )
         ticket: Ticket | None = None
         try:

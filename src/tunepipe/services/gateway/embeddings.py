@@ -22,8 +22,9 @@ from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, UpstreamUnavailable
 from tunepipe.protocol.embeddings import EmbeddingsRequest, embedding_list, log_summary
-from tunepipe.services.gateway.endpoints import Answer, forwarded, read_call, unsupported, upstream
+from tunepipe.services.gateway.endpoints import Answer, forwarded, unsupported, upstream
 from tunepipe.services.gateway.limits import RateLimits
+from tunepipe.services.gateway.requests import read_call
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.logs.recording import RequestLogger, usage_of
 from tunepipe.settings import Settings
@@ -52,8 +53,8 @@ class EmbeddingsService:
         return self._engine
 
     async def create(self, principal: Principal, raw: bytes, headers: Mapping[str, str]) -> Answer:
-        call, body, request = await read_call(
-            self._logger, principal, raw, headers, EmbeddingsRequest, ENDPOINT
+        call, body, request, _ = await read_call(
+            self._logger, principal, raw, headers, EmbeddingsRequest, endpoint=ENDPOINT
         )
         ticket = None
         try:

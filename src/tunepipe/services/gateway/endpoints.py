@@ -1,5 +1,5 @@
-"""What ``/embeddings`` and ``/completions`` share: reading the call (its ``op-*`` headers, its log
-record begun, a 400 naming the offending field), deciding whether the model can serve the
+"""What ``/embeddings`` and ``/completions`` share (the call is read as chat's is,
+:func:`~tunepipe.services.gateway.requests.read_call`): deciding whether the model can serve the
 endpoint at all, and the body an OpenAI-compatible upstream receives.
 
 These endpoints go through routing, rate limits and the log like chat, but not through the
@@ -11,24 +11,16 @@ complete); every other kind of model gets a 400 with ``param: "model"``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from tunepipe.domain.clock import now_ms
-from tunepipe.domain.labels import merge_labels
 from tunepipe.domain.model_ref import ModelRef, RouteKind
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest
 from tunepipe.providers.openai_compat import OpenAICompatProvider
 from tunepipe.services.gateway.chat import StreamEvent
-from tunepipe.services.gateway.requests import _decode, _validation_message, read_options
 from tunepipe.services.gateway.routing import Route, Router
-from tunepipe.services.logs.recording import CallLog, RequestLogger
-
-T = TypeVar("T", bound=BaseModel)
 
 _KIND_NAMES = {
     RouteKind.ANTHROPIC: "an Anthropic model",
@@ -60,48 +52,6 @@ def unsupported(model: str, what: str, endpoint: str) -> InvalidRequest:
         param="model",
         code="model_not_supported",
     )
-
-
-async def read_call(
-    logger: RequestLogger,
-    principal: Principal,
-    raw: bytes,
-    headers: Mapping[str, str],
-    schema: type[T],
-    endpoint: str,
-) -> tuple[CallLog, dict[str, Any], T]:
-    """Parse and validate; a failure here is logged (when logging is on) and raised."""
-    call = CallLog(
-        project_id=principal.project.id,
-        requested_at=now_ms(),
-        model=None,
-        request=raw,
-        enabled=not principal.read_only and headers.get("op-log-request", "").lower() != "false",
-        endpoint=endpoint,
-    )
-    try:
-        body = _decode(raw)
-        if not isinstance(body, dict):
-            raise InvalidRequest("Request body must be a JSON object")
-        call.request = body
-        if isinstance(body.get("model"), str):
-            call.model = body["model"]
-        metadata = body.get("metadata")
-        call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None)
-        options = read_options(headers)
-        call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None, options.tags)
-        try:
-            request = schema.model_validate(body)
-        except ValidationError as exc:
-            message, param = _validation_message(exc, body)
-            raise InvalidRequest(message, param=param) from exc
-    except InvalidRequest as exc:
-        if isinstance(call.request, bytes):
-            call.request = {"raw": call.request.decode("utf-8", "replace")}
-        await logger.failure(call, exc)
-        raise
-    call.enabled = options.log_request and body.get("store") is not False and not principal.read_only
-    return call, body, request
 
 
 async def upstream(

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from tunepipe.domain.cache_keys import CacheMode, parse_mode, parse_ttl
@@ -22,6 +22,8 @@ from tunepipe.domain.routing import parse_fallback_header, parse_retries_header
 from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.chat import ChatCompletionRequest
 from tunepipe.services.logs.recording import CallLog, RequestLogger
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,18 +113,20 @@ def _decode(raw: bytes) -> Any:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from exc
 
 
-async def prepare(
+async def read_call(
     logger: RequestLogger,
     principal: Principal,
     raw: bytes,
     headers: Mapping[str, str],
+    schema: type[M],
     *,
     endpoint: str | None = None,
-) -> Prepared:
-    """Parse and validate; a failure here is logged (when logging is on) and raised.
+) -> tuple[CallLog, dict[str, Any], M, Options]:
+    """Parse ``raw`` and validate it against ``schema``, with its log record begun; a failure
+    here is logged (when logging is on) and raised as a 400 naming the offending field.
 
-    ``endpoint`` names the API a translated call came through (``responses``, ``messages``);
-    the log keeps it."""
+    ``endpoint`` names the API the call came through (``responses``, ``messages``,
+    ``embeddings``…; ``None`` for chat completions); the log keeps it."""
     call = CallLog(
         project_id=principal.project.id,
         requested_at=now_ms(),
@@ -147,7 +151,7 @@ async def prepare(
         options = read_options(headers)
         call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None, options.tags)
         try:
-            request = ChatCompletionRequest.model_validate(body)
+            request = schema.model_validate(body)
         except ValidationError as exc:
             message, param = _validation_message(exc, body)
             raise InvalidRequest(message, param=param) from exc
@@ -156,6 +160,22 @@ async def prepare(
             call.request = {"raw": call.request.decode("utf-8", "replace")}
         await logger.failure(call, exc)
         raise
-    call.enabled = options.log_request and request.store is not False and not principal.read_only
+    call.enabled = options.log_request and body.get("store") is not False and not principal.read_only
+    return call, body, request, options
+
+
+async def prepare(
+    logger: RequestLogger,
+    principal: Principal,
+    raw: bytes,
+    headers: Mapping[str, str],
+    *,
+    endpoint: str | None = None,
+) -> Prepared:
+    """A chat-completions call read (:func:`read_call`), with its labels and options."""
+    call, body, request, options = await read_call(
+        logger, principal, raw, headers, ChatCompletionRequest, endpoint=endpoint
+    )
+    call.enabled = call.enabled and request.store is not False
     call.metadata = merge_labels(request.metadata, options.tags)
     return Prepared(body=body, request=request, call=call, options=options)

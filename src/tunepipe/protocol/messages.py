@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError, trpc_code
+from tunepipe.protocol.params import param_of
 
 JSON = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -171,23 +172,6 @@ class CountTokensRequest(_Open):
     tool_choice: ToolChoice | None = None
 
 
-def _param(loc: tuple[str | int, ...], body: Any) -> str:
-    """The offending field's path in the caller's JSON (``messages[0].content[1].source``):
-    pydantic's ``loc`` also holds union-member labels that name no field; walking the body
-    alongside drops them (a last segment not in the body is a missing field and is kept)."""
-    path: list[str | int] = []
-    node = body
-    for i, seg in enumerate(loc):
-        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
-            node = node[seg]
-        elif isinstance(node, dict) and isinstance(seg, str) and (seg in node or i == len(loc) - 1):
-            node = node.get(seg)
-        else:
-            continue
-        path.append(seg)
-    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
-
-
 def parse_request(model: type[M], body: Any) -> M:
     """Validate ``body``; a failure is a 400 naming the most specific offending field.
 
@@ -198,7 +182,7 @@ def parse_request(model: type[M], body: Any) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        found = [(_param(err["loc"], body), err) for err in exc.errors(include_url=False)]
+        found = [(param_of(err["loc"], body), err) for err in exc.errors(include_url=False)]
         param, err = max(found, key=lambda p: len(p[0]))
         message = err["msg"]
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -21,6 +21,7 @@ from tunepipe.domain.request_context import current_request_id
 from tunepipe.domain.routing import parse_fallback_header, parse_retries_header
 from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.chat import ChatCompletionRequest
+from tunepipe.protocol.params import field_path, spelled
 from tunepipe.services.logs.recording import CallLog, RequestLogger
 
 M = TypeVar("M", bound=BaseModel)
@@ -71,24 +72,10 @@ def read_options(headers: Mapping[str, str]) -> Options:
     )
 
 
-def _field_path(err: ErrorDetails, body: Any) -> list[str | int]:
-    """The path of the offending field in the caller's JSON.
-
-    Pydantic's ``loc`` also holds discriminator tags (``user``) and union-member labels
-    (``str``, ``literal[...]``) that name no field; walking the body alongside drops them. A
-    last segment that is not in the body is a missing required field and is kept.
-    """
-    path: list[str | int] = []
-    node = body
-    loc = err["loc"]
-    for i, seg in enumerate(loc):
-        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
-            node = node[seg]
-        elif isinstance(node, dict) and isinstance(seg, str) and (seg in node or i == len(loc) - 1):
-            node = node.get(seg)
-        else:
-            continue
-        path.append(seg)
+def _field_path(err: ErrorDetails, body: Any) -> list[int | str]:
+    """The offending field's path (:func:`~tunepipe.protocol.params.field_path`); a bad or
+    missing discriminator names the tag field itself."""
+    path = field_path(err["loc"], body)
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         path.append(str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"))
     return path
@@ -99,7 +86,7 @@ def _validation_message(exc: ValidationError, body: Any) -> tuple[str, str | Non
     error: with unions pydantic reports every member, and the deepest path is the useful one."""
     paths = [(_field_path(err, body), err) for err in exc.errors(include_url=False)]
     path, err = max(paths, key=lambda p: len(p[0]))
-    param = "".join(f"[{seg}]" if isinstance(seg, int) else f".{seg}" for seg in path).lstrip(".")
+    param = spelled(path)
     msg = err["msg"].removeprefix("Value error, ")
     if not param:
         return f"Invalid request: {msg}", None

@@ -32,6 +32,7 @@ from tunepipe.domain.clock import now_ms
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest, NotFound, UpstreamRejected
+from tunepipe.protocol.params import param_of
 from tunepipe.protocol.responses import (
     ResponsesRequest,
     assistant_message,
@@ -79,22 +80,6 @@ class _Turn:
     added: list[dict[str, Any]]
 
 
-def _param(loc: tuple[int | str, ...], body: Any) -> str:
-    """OpenAI's spelling (``input[0].role``) of the body field at pydantic's ``loc``: segments
-    naming union members, not fields, are skipped; a missing last field is kept."""
-    path: list[int | str] = []
-    node = body
-    for i, seg in enumerate(loc):
-        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
-            node = node[seg]
-        elif isinstance(node, dict) and isinstance(seg, str) and (seg in node or i == len(loc) - 1):
-            node = node.get(seg)
-        else:
-            continue
-        path.append(seg)
-    return "".join(f"[{seg}]" if isinstance(seg, int) else f".{seg}" for seg in path).lstrip(".")
-
-
 def _parse(raw: bytes) -> tuple[dict[str, Any], ResponsesRequest]:
     try:
         body = orjson.loads(raw)
@@ -105,7 +90,7 @@ def _parse(raw: bytes) -> tuple[dict[str, Any], ResponsesRequest]:
     try:
         return body, ResponsesRequest.model_validate(body)
     except ValidationError as exc:
-        found = [(_param(err["loc"], body), err["msg"]) for err in exc.errors(include_url=False)]
+        found = [(param_of(err["loc"], body), err["msg"]) for err in exc.errors(include_url=False)]
         param, msg = max(found, key=lambda f: len(f[0]))
         raise InvalidRequest(f"Invalid request: `{param}`: {msg}", param=param or None) from exc
 

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import openai
+import pytest
 
 from conftest import FakeProvider, Gateway
 
@@ -170,6 +171,66 @@ def test_chat_completion_legacy_functions_reach_upstream_untouched(
     assert body["functions"] == functions
     assert body["function_call"] == {"name": "get_weather"}
     assert body["messages"] == messages
+
+
+def test_chat_completion_current_openai_tool_features_reach_openai_untouched(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    """Custom tools, custom tool calls in the history, ``allowed_tools`` and a custom voice are
+    valid OpenAI requests: an OpenAI route forwards them as sent."""
+    marker = f"tools-{uuid.uuid4().hex[:8]}"
+    custom = {"type": "custom", "custom": {"name": "run_sql", "description": "free-form SQL"}}
+    messages: list[Any] = [
+        {"role": "user", "content": "count rows"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "custom", "custom": {"name": "run_sql", "input": "select 1"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+        {"role": "user", "content": marker},
+    ]
+    allowed = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [custom]}}
+    extra = {"audio": {"format": "mp3", "voice": {"id": "voice_123"}}, "modalities": ["text", "audio"]}
+    r = gateway.client().chat.completions.create(
+        model="gpt-4o",
+        messages=messages,
+        tools=[WEATHER, custom],  # type: ignore[list-item]
+        tool_choice=allowed,  # type: ignore[arg-type]
+        extra_body=extra,
+    )
+    assert r.choices[0].message.tool_calls or r.choices[0].message.content
+    body = fake_provider.last()["body"]
+    assert body["messages"] == messages and body["tools"] == [WEATHER, custom]
+    assert body["tool_choice"] == allowed and body["audio"] == extra["audio"]
+
+
+def test_chat_completion_custom_tools_to_anthropic_are_a_400_before_the_upstream(
+    gateway: Gateway, fake_provider: FakeProvider
+) -> None:
+    marker = f"custom-{uuid.uuid4().hex[:8]}"
+    custom = {"type": "custom", "custom": {"name": "run_sql"}}
+    with pytest.raises(openai.BadRequestError) as err:
+        gateway.client().chat.completions.create(
+            model="anthropic:claude-3-5-sonnet-20241022",
+            messages=[{"role": "user", "content": marker}],
+            tools=[custom],  # type: ignore[list-item]
+        )
+    assert err.value.body["param"] == "tools[0].type"  # type: ignore[index]
+    assert not [r for r in fake_provider.requests() if marker in json.dumps(r["body"])]
+
+
+def test_chat_completion_bad_tool_choice_names_the_field_not_a_validator_path(gateway: Gateway) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        gateway.client().chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "x"}],
+            tools=[WEATHER],  # type: ignore[list-item]
+            tool_choice="sometimes",  # type: ignore[arg-type]
+        )
+    assert err.value.body["param"] == "tool_choice"  # type: ignore[index]
 
 
 def test_chat_completion_multi_turn_tool_results_are_forwarded(

@@ -464,3 +464,66 @@ def test_local_model_reaches_the_gateway_through_the_openpipe_sdk(
     with local.http() as h:
         r = h.post("/external-providers", json={"slug": "local", "baseUrl": "http://example.com/v1"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "slug"
+
+
+def test_local_allowed_tools_narrow_the_tools(local: Gateway) -> None:
+    """``tool_choice: allowed_tools`` with ``mode: required``: only the allowed tool is called."""
+    allowed = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+        },
+    }
+    r = ask(local, user("what time?"), tools=[WEATHER, TIME], tool_choice=allowed, max_tokens=80, seed=2)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert [c.function.name for c in choice.message.tool_calls] == ["get_time"]
+
+
+CUSTOM_TOOL = {"type": "custom", "custom": {"name": "run_sql", "description": "free-form SQL"}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [WEATHER, CUSTOM_TOOL]}, "tools[1].type"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "custom", "custom": {"name": "run_sql"}}},
+            "tool_choice.type",
+        ),
+    ],
+)
+def test_local_custom_tools_are_a_400_naming_the_field(
+    local: Gateway, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(local, user("x"), max_tokens=4, **extra)
+    assert err.value.body["param"] == param  # type: ignore[index]
+    assert "only function tools" in err.value.body["message"]  # type: ignore[index]
+
+
+def test_local_custom_tool_call_in_history_is_a_400(local: Gateway) -> None:
+    history = [
+        {"role": "user", "content": "count rows"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "custom", "custom": {"name": "run_sql", "input": "select 1"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+    ]
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(local, history, max_tokens=4)
+    assert err.value.body["param"] == "messages[1].tool_calls[0].type"  # type: ignore[index]
+
+
+def test_local_answer_carries_a_null_refusal(local: Gateway) -> None:
+    """``message.refusal`` is required (nullable) in OpenAI's response schema."""
+    raw = local.client().chat.completions.with_raw_response.create(
+        model=MODEL, messages=user("hi"), max_tokens=3
+    )
+    message = orjson.loads(raw.content)["choices"][0]["message"]
+    assert "refusal" in message and message["refusal"] is None

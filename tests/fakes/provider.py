@@ -233,10 +233,12 @@ def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str
         name = forced["name"] if isinstance(forced, dict) else functions[0]["name"]
         call = {"name": name, "arguments": orjson.dumps({"echo": last_user}).decode()}
         return {"role": "assistant", "content": None, "function_call": call}, "function_call"
-    tools = body.get("tools") or []
+    # Custom (free-form) tools are accepted and never called.
+    tools = [t for t in body.get("tools") or [] if t.get("type", "function") == "function"]
     choice = body.get("tool_choice")
     if tools and choice != "none":
-        name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
+        named = isinstance(choice, dict) and "function" in choice
+        name = choice["function"]["name"] if named else tools[0]["function"]["name"]
         call = {
             "id": f"call_{index}",
             "type": "function",

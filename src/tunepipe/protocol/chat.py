@@ -66,10 +66,26 @@ class FunctionCall(_Open):
     arguments: str = ""
 
 
-class ToolCall(_Open):
+class FunctionToolCall(_Open):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+
+
+class CustomCall(_Open):
+    name: str
+    input: str
+
+
+class CustomToolCall(_Open):
+    """A call of a custom (free-form input) tool: OpenAI serves these; others refuse them."""
+
+    id: str
+    type: Literal["custom"]
+    custom: CustomCall
+
+
+ToolCall = FunctionToolCall | CustomToolCall
 
 
 class SystemMessage(_Open):
@@ -125,9 +141,23 @@ class FunctionDef(_Open):
     strict: bool | None = None
 
 
-class Tool(_Open):
+class FunctionTool(_Open):
     type: Literal["function"] = "function"
     function: FunctionDef
+
+
+class CustomToolDef(_Open):
+    name: str
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class CustomTool(_Open):
+    type: Literal["custom"]
+    custom: CustomToolDef
+
+
+Tool = FunctionTool | CustomTool
 
 
 class NamedFunction(_Open):
@@ -137,6 +167,24 @@ class NamedFunction(_Open):
 class NamedToolChoice(_Open):
     type: Literal["function"] = "function"
     function: NamedFunction
+
+
+class NamedCustomChoice(_Open):
+    type: Literal["custom"]
+    custom: NamedFunction
+
+
+class AllowedTools(_Open):
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+class AllowedToolsChoice(_Open):
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedTools
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice | NamedCustomChoice | AllowedToolsChoice
 
 
 class JsonSchemaSpec(_Open):
@@ -168,9 +216,13 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
+class VoiceRef(_Open):
+    id: str
+
+
 class AudioOutput(_Open):
     format: Literal["wav", "mp3", "flac", "opus", "pcm16", "aac"]
-    voice: str
+    voice: str | VoiceRef  # a built-in voice's name, or a custom voice
 
 
 class ChatCompletionRequest(_Open):
@@ -179,7 +231,7 @@ class ChatCompletionRequest(_Open):
     audio: AudioOutput | None = None
     function_call: Literal["none", "auto"] | NamedFunction | None = None
     functions: list[FunctionDef] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tool_choice: ToolChoice | None = None
     tools: list[Tool] | None = None
     parallel_tool_calls: bool | None = None
     n: int | None = Field(default=None, ge=1, le=128)

@@ -27,6 +27,7 @@ from tunepipe.engine.engine import LocalEngine
 from tunepipe.engine.loading import LoadedModel
 from tunepipe.engine.types import Delta, SamplingParams, SequenceSpec
 from tunepipe.errors import InvalidRequest, UpstreamUnavailable
+from tunepipe.protocol.tools import function_tools_only
 from tunepipe.providers.base import Completion
 from tunepipe.providers.legacy import as_function_call, asked_for_functions, legacy_chunks
 
@@ -127,6 +128,8 @@ class LocalProvider:
         return factory.json_schema(None)
 
     def _pruned(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as the engine takes it: function tools only, pruning rules applied."""
+        body = function_tools_only(body, self.name)
         if not self._prune_rules or not isinstance(body.get("messages"), list):
             return body
         return {**body, "messages": prune(body["messages"], self._prune_rules).messages}
@@ -263,5 +266,11 @@ def _message(text: str, finish: str | None, tools: bool) -> tuple[dict[str, Any]
     if tools:
         content, calls = chat_format.parse_tool_calls(text)
         if calls:
-            return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
-    return {"role": "assistant", "content": text}, finish
+            return {
+                "role": "assistant",
+                "content": content,
+                "refusal": None,
+                "tool_calls": calls,
+            }, "tool_calls"
+    # ``refusal`` is required (nullable) in OpenAI's response schema.
+    return {"role": "assistant", "content": text, "refusal": None}, finish

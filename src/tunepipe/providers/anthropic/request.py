@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from tunepipe.errors import InvalidRequest
+from tunepipe.protocol.tools import function_tools_only
 
 JSON = dict[str, Any]
 
@@ -41,6 +42,7 @@ def to_anthropic_request(body: JSON) -> JSON:
     n = body.get("n")
     if isinstance(n, int) and n > 1:
         raise InvalidRequest("Anthropic models do not support n > 1.", param="n")
+    body = function_tools_only(body, str(body.get("model")))
 
     system: list[str] = []
     messages: list[JSON] = []

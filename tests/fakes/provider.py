@@ -362,7 +362,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 "created": int(time.time()),
                 "model": body["model"],
                 "choices": [
-                    {"index": i, "message": m, "finish_reason": r, "logprobs": _reply_logprobs(body)}
+                    {
+                        "index": i,
+                        "message": {**m, "refusal": None},
+                        "finish_reason": r,
+                        "logprobs": _reply_logprobs(body),
+                    }
                     for i, (m, r) in enumerate(replies)
                 ],
                 "usage": usage,

@@ -214,7 +214,11 @@ class LocalProvider:
             async for d in generation:
                 _raise_on_error(d, self.name)
                 tokens[d.index] = d.completion_tokens
-                logprobs = {"content": [lp.as_openai() for lp in d.logprobs]} if d.logprobs else None
+                logprobs = (
+                    {"content": [lp.as_openai() for lp in d.logprobs], "refusal": None}
+                    if d.logprobs
+                    else None
+                )
                 if tools:
                     held[d.index].append(d.text)
                 elif d.text or logprobs:

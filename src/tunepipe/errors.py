@@ -11,6 +11,7 @@
     ├── MethodNotAllowed          405 invalid_request_error  METHOD_NOT_SUPPORTED
     ├── Conflict                  409 invalid_request_error  CONFLICT
     ├── RateLimited               429 rate_limit_error       TOO_MANY_REQUESTS (Retry-After)
+    ├── DatabaseUnavailable       503 api_error              SERVICE_UNAVAILABLE (Retry-After)
     └── UpstreamError             the provider's failure, as seen by the client
         ├── UpstreamRejected      the provider's own 4xx status, message and type
         ├── UpstreamUnavailable   502 (transport failure or provider 5xx)
@@ -130,6 +131,17 @@ class RateLimited(TunepipeError):
     def __init__(self, message: str, *, headers: dict[str, str], code: str = "rate_limit_exceeded"):
         super().__init__(message, code=code)
         self.headers = headers
+
+
+class DatabaseUnavailable(TunepipeError):
+    """The database cannot be reached and nothing read from it recently stands in for it (a key
+    never seen by this process, say): try again shortly."""
+
+    status = 503
+
+    def __init__(self, message: str = "The database is unavailable; try again shortly") -> None:
+        super().__init__(message, code="database_unavailable")
+        self.headers = {"Retry-After": "5"}
 
 
 def for_status(status: int, message: str) -> TunepipeError:

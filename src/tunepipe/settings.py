@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tunepipe.domain.network import NetworkPolicy
+
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(f"TUNEPIPE_{name}", name)
@@ -46,7 +48,29 @@ class Settings(BaseSettings):
         0.05, description="How long the log writer waits for a batch to fill before writing what it has."
     )
     log_enqueue_timeout_s: float = Field(
-        5.0, description="How long a handler waits for queue space before the record is dropped and counted."
+        5.0,
+        description="How long a handler waits for queue space before the record is dropped and counted "
+        "(with the spool a full queue waits for nothing: records past it are read back from the spool).",
+    )
+    log_spool: bool = Field(
+        True,
+        description="Append every request log to a spool file under `home` before its call is "
+        "answered, so logs survive the process dying or the database being down (docs/logging.md).",
+    )
+    log_close_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="At shutdown, how long the log writer keeps trying an unreachable database; what "
+        "is left stays in the spool and is written by the next start.",
+    )
+    db_stale_max_s: float = Field(
+        3600.0,
+        ge=0,
+        description="While the database cannot be reached, API keys and project settings read from "
+        "it up to this long ago keep being served; other keys get a 503.",
+    )
+    db_error_log_interval_s: float = Field(
+        30.0, gt=0, description="While the database cannot be reached, one error line per this interval."
     )
 
     upstream_timeout_s: float = Field(
@@ -105,6 +129,20 @@ class Settings(BaseSettings):
     )
     gemini_api_key: str | None = Field(
         None, validation_alias=_env("GEMINI_API_KEY"), description="Default Gemini key."
+    )
+
+    upstream_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where URLs a project sets (external providers, provider-key base URLs) may "
+        "lead besides public addresses, comma-separated: networks (`10.0.0.0/8`), addresses "
+        "(`127.0.0.1`, `::1`) and host names (`vllm.internal`, `*.svc.cluster.local`). URLs set "
+        "in this environment (`OPENAI_BASE_URL`, …) are trusted as they are.",
+    )
+    upstream_allow_private: bool = Field(
+        False,
+        description="Let URLs a project sets lead to loopback and private addresses too (RFC 1918, "
+        "CGNAT, unique-local IPv6); link-local, multicast and reserved ones stay refused unless "
+        "`upstream_allow` names them.",
     )
 
     default_model: bool = Field(
@@ -204,12 +242,23 @@ class Settings(BaseSettings):
         "`gen_ai.output.messages`).",
     )
 
-    @field_validator("worker_kinds", "cors_origins", mode="before")
+    @field_validator("worker_kinds", "cors_origins", "upstream_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("upstream_allow")
+    @classmethod
+    def _network_entries(cls, value: list[str]) -> list[str]:
+        NetworkPolicy.parse(value)  # a bad entry stops the server at startup, not a call later
+        return value
+
+    @property
+    def network_policy(self) -> NetworkPolicy:
+        """Where URLs a project chose may lead (:mod:`tunepipe.domain.network`)."""
+        return NetworkPolicy.parse(self.upstream_allow, allow_private=self.upstream_allow_private)
 
     @property
     def home_dir(self) -> Path:

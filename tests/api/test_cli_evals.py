@@ -151,6 +151,14 @@ def test_cli_criteria_alignment_upload_align_label_stats_and_compare(
     assert cells(compared, f"{name}@v1")[2:9] == ["1.00", "1.00", "1.00", "1.00", "1.00", "4", "0"]
     assert cells(compared, f"{name}@v2")[2:9] == ["0.50", "-", "0.00", "-", "0.00", "4", "0"]
 
+    # --json prints what the API returns for the same thing.
+    with gateway.http() as h:
+        api_compare = h.get(f"/criteria/{name}/alignment/compare").json()
+        api_stats = h.get(f"/criteria/{name}@v2/alignment/stats").json()
+    assert json.loads(cli(gateway, "criteria", "compare", name, "--json").stdout) == api_compare
+    stats_json = json.loads(cli(gateway, "criteria", "stats", f"{name}@v2", "--json").stdout)
+    assert stats_json == api_stats and stats_json["accuracy"] == 0.5 and len(stats_json["disagreements"]) == 2
+
 
 def extraction_dataset(gateway: Gateway) -> str:
     people = [("Maria", 34, "Lisbon"), ("João", 51, "Porto"), ("Ana", 27, "Braga"), ("Rui", 45, "Faro")]
@@ -197,6 +205,16 @@ def test_cli_evals_head_to_head_waits_shows_rows_and_deletes(gateway: Gateway) -
     assert '{"name":"Maria","age":34' in maria.replace(" ", "")
     assert "echo: Maria is 34" in maria and "teacher-extract vs gpt-4o-mini: win" in maria
     assert "entries 1-2 of 4" in rows
+
+    with gateway.http() as h:
+        api_eval = h.get(f"/evals/{eval_id}").json()
+        api_rows = h.get(f"/evals/{eval_id}/rows", params={"limit": 2}).json()
+        api_list = h.get("/evals").json()
+    shown_json = json.loads(cli(gateway, "evals", "show", eval_id, "--json").stdout)
+    assert shown_json == api_eval and shown_json["status"] == "COMPLETE"
+    assert json.loads(cli(gateway, "evals", "rows", eval_id, "--limit", "2", "--json").stdout) == api_rows
+    listed_json = json.loads(cli(gateway, "evals", "list", "--dataset", ds, "--json").stdout)
+    assert listed_json["data"] == [e for e in api_list["data"] if e["dataset_id"] == ds]
 
     listed = cli(gateway, "evals", "list", "--dataset", ds).stdout
     assert eval_id in line_with(listed, name) and "COMPLETE" in line_with(listed, name)

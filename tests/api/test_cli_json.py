@@ -46,6 +46,9 @@ def cli_json(gateway: Gateway, *args: str) -> Any:
         ("projects", "list"),
         ("keys", "list"),
         ("moa", "list"),
+        ("criteria", "list"),
+        ("evals", "list"),
+        ("cache", "stats"),
     ],
 )
 def test_cli_list_json_is_the_api_list(gateway: Gateway, provider: str, command: tuple[str, ...]) -> None:
@@ -82,3 +85,35 @@ def test_cli_serve_log_has_no_carriage_returns(gateway: Gateway) -> None:
     port = int(gateway.root.rsplit(":", 1)[1])
     log = server_log(gateway.env, port).read_bytes()
     assert b"Serving on" in log and b"\r" not in log
+
+
+def test_cli_criteria_and_pruning_rules_json_match_the_api(gateway: Gateway) -> None:
+    name = f"cli-json-{uuid.uuid4().hex[:8]}"
+    with gateway.http() as h:
+        for instructions in ("Is it polite?", "Is it polite and short?"):
+            body = {"name": name, "instructions": instructions, "judge_model": "anthropic:judge-json"}
+            assert h.post("/criteria", json=body).status_code == 201
+        ds = h.post("/datasets", json={"name": name}).json()["id"]
+        entry = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": "hello"}]}  # fmt: skip
+        assert h.post(f"/datasets/{ds}/entries", json={"entries": [entry]}).status_code == 200
+        assert h.post(f"/datasets/{ds}/pruning-rules", json={"textToMatch": "Be brief."}).status_code == 201
+        api = {
+            "versions": h.get(f"/criteria/{name}/versions").json(),
+            "show": h.get(f"/criteria/{name}@v1").json(),
+            "list": h.get("/criteria").json(),
+            "rules": h.get(f"/datasets/{ds}/pruning-rules").json(),
+            "report": h.get(f"/datasets/{ds}/pruning-rules/report").json(),
+            "cache": h.get("/cache").json(),
+        }
+    versions = cli_json(gateway, "criteria", "versions", name)
+    assert versions == api["versions"] and [v["version"] for v in versions["data"]] == [1, 2]
+    assert cli_json(gateway, "criteria", "show", f"{name}@v1") == api["show"]
+    assert api["show"]["instructions"] == "Is it polite?"
+    listed = {c["id"]: c for c in cli_json(gateway, "criteria", "list")["data"]}
+    assert listed[f"{name}@v2"] == {c["id"]: c for c in api["list"]["data"]}[f"{name}@v2"]
+    rules = cli_json(gateway, "pruning-rules", "list", "--dataset", ds)
+    assert rules == api["rules"] and rules["data"][0]["textToMatch"] == "Be brief."
+    report = cli_json(gateway, "pruning-rules", "report", "--dataset", ds)
+    assert report == api["report"] and report["data"][0]["matches"] == 1
+    assert cli_json(gateway, "cache", "stats") == api["cache"]

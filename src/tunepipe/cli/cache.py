@@ -7,12 +7,13 @@ The commands go to whichever store the servers use (the database, or Redis when
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json
 from tunepipe.services.container import Container
 from tunepipe.stores.responses import CacheStats
 
@@ -22,13 +23,16 @@ cache_app = typer.Typer(
 
 
 @cache_app.command("stats")
-def cache_stats(project: ProjectOpt = None) -> None:
+def cache_stats(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Live (unexpired) answers per model, with the bytes they take (compressed)."""
 
     async def run(c: Container) -> list[CacheStats]:
         return await c.cache.stats(await c.projects.operator(project))
 
     stats = call(run)
+    if as_json:
+        print_json(json_list([asdict(s) for s in stats]))
+        return
     table = Table("model", "entries", "bytes")
     for s in stats:
         table.add_row(s.model, str(s.entries), str(s.bytes))

@@ -20,11 +20,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console, progress_console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json, progress_console
 from tunepipe.domain.alignment import AlignmentRow, AlignmentStats, RowJudgement, judge_says
 from tunepipe.domain.criteria import Criterion, render_output
 from tunepipe.domain.jobs import Job, JobStatus
-from tunepipe.protocol.criteria import CreateCriterionRequest, JudgeRequest, SampleRowsRequest
+from tunepipe.protocol.criteria import (
+    CreateCriterionRequest,
+    JudgeRequest,
+    SampleRowsRequest,
+    criterion_view,
+    row_view,
+    stats_view,
+)
 from tunepipe.protocol.logs import iso
 from tunepipe.services.container import Container
 from tunepipe.services.gateway.judge import Judged
@@ -103,24 +110,34 @@ def _criteria_table(found: list[Criterion]) -> Table:
     return table
 
 
+def _print_criteria(found: list[Criterion], as_json: bool) -> None:
+    if as_json:
+        print_json(json_list([criterion_view(c) for c in found]))
+    else:
+        console.print(_criteria_table(found))
+
+
 @criteria_app.command("list")
-def criteria_list(project: ProjectOpt = None) -> None:
+def criteria_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List the project's criteria, each at its latest version."""
 
     async def run(c: Container) -> list[Criterion]:
         return await c.criteria.all(await c.projects.operator(project))
 
-    console.print(_criteria_table(call(run)))
+    _print_criteria(call(run), as_json)
 
 
 @criteria_app.command("show")
-def criteria_show(criterion_id: IdArg, project: ProjectOpt = None) -> None:
+def criteria_show(criterion_id: IdArg, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show one version: every field, the instructions in full."""
 
     async def run(c: Container) -> Criterion:
         return await c.criteria.get(await c.projects.operator(project), criterion_id)
 
     crit = call(run)
+    if as_json:
+        print_json(criterion_view(crit))
+        return
     table = Table(show_header=False, box=None)
     for field, value in (
         ("id", crit.ref),
@@ -138,13 +155,13 @@ def criteria_show(criterion_id: IdArg, project: ProjectOpt = None) -> None:
 
 
 @criteria_app.command("versions")
-def criteria_versions(name: NameArg, project: ProjectOpt = None) -> None:
+def criteria_versions(name: NameArg, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List every version of a criterion, oldest first."""
 
     async def run(c: Container) -> list[Criterion]:
         return await c.criteria.versions(await c.projects.operator(project), name)
 
-    console.print(_criteria_table(call(run)))
+    _print_criteria(call(run), as_json)
 
 
 @criteria_app.command("delete")
@@ -307,13 +324,18 @@ def _disagreements(rows: list[tuple[AlignmentRow, RowJudgement]]) -> Table:
 
 
 @criteria_app.command("stats")
-def criteria_stats(criterion_id: IdArg, project: ProjectOpt = None) -> None:
+def criteria_stats(criterion_id: IdArg, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """How well a version's judge agrees with the human labels, and the rows where they differ."""
 
     async def run(c: Container) -> tuple[Criterion, AlignmentStats, float, list[Any]]:
         return await c.alignment.stats(await c.projects.operator(project), criterion_id)
 
     crit, stats, cost, disagreements = call(run)
+    if as_json:
+        print_json(
+            {**stats_view(crit, stats, cost), "disagreements": [row_view(r, j) for r, j in disagreements]}
+        )
+        return
     console.print(_stats_table(crit, stats, cost))
     counts = Table("", "judge FAIL", "judge PASS", title="Counts (FAIL is the positive class)")
     counts.add_row("human FAIL", str(stats.true_fail), str(stats.missed_fail))
@@ -326,12 +348,15 @@ def criteria_stats(criterion_id: IdArg, project: ProjectOpt = None) -> None:
 
 
 @criteria_app.command("compare")
-def criteria_compare(name: NameArg, project: ProjectOpt = None) -> None:
+def criteria_compare(name: NameArg, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Every version's agreement with the humans, side by side."""
 
     async def run(c: Container) -> list[tuple[Criterion, AlignmentStats, float]]:
         return await c.alignment.compare(await c.projects.operator(project), name)
 
+    if as_json:
+        print_json(json_list([stats_view(crit, s, cost) for crit, s, cost in call(run)]))
+        return
     table = Table(title=f"Versions of {name} against the humans")
     table.add_column("version", no_wrap=True)
     table.add_column("judge model")

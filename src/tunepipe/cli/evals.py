@@ -18,11 +18,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console, progress_console
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json, progress_console
 from tunepipe.domain.criteria import render_output
 from tunepipe.domain.evals import DATASET_MODEL, Eval, EvalType, Judgement, eval_status
 from tunepipe.domain.jobs import Job
-from tunepipe.protocol.evals import CreateEvalRequest
+from tunepipe.protocol.evals import CreateEvalRequest, eval_list_view, eval_row_view, eval_state_view
 from tunepipe.protocol.logs import iso
 from tunepipe.services.container import Container
 from tunepipe.services.evals.service import EvalRow, EvalState
@@ -217,25 +217,33 @@ def evals_create(
 
 
 @evals_app.command("show")
-def evals_show(eval_id: EvalArg, project: ProjectOpt = None) -> None:
+def evals_show(eval_id: EvalArg, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show an eval: its status, progress and results so far."""
 
     async def run(c: Container) -> EvalState:
         return await c.evals.get(await c.projects.operator(project), eval_id)
 
-    _show(call(run))
+    state = call(run)
+    if as_json:
+        print_json(eval_state_view(state.eval, state.job, state.entries, state.results))
+    else:
+        _show(state)
 
 
 @evals_app.command("list")
 def evals_list(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset's evals.")] = None,
     project: ProjectOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the project's evals, newest first."""
 
     async def run(c: Container) -> list[tuple[Eval, Job | None]]:
         return await c.evals.all(await c.projects.operator(project), dataset)
 
+    if as_json:
+        print_json(json_list([eval_list_view(ev, job) for ev, job in call(run)]))
+        return
     table = Table()
     table.add_column("id", no_wrap=True, min_width=36)
     for column in ("name", "type", "status", "progress", "models", "created"):
@@ -268,6 +276,7 @@ def evals_rows(
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 20,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
     project: ProjectOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A page of the eval's entries: input, each model's output, and the verdicts."""
 
@@ -278,6 +287,12 @@ def evals_rows(
         return state.eval, rows, total
 
     ev, rows, total = call(run)
+    if as_json:
+        data = [
+            eval_row_view(r.entry, {m: o.output for m, o in r.outputs.items()}, r.judgements) for r in rows
+        ]
+        print_json({"object": "list", "data": data, "total": total, "offset": offset})
+        return
     table = Table(caption=f"entries {offset + 1}-{offset + len(rows)} of {total}" if rows else None)
     table.add_column("entry id", no_wrap=True)
     table.add_column("input")

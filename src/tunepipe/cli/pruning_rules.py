@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from tunepipe.cli.context import ProjectOpt, call, console
-from tunepipe.domain.pruning import PruningReport, PruningRule
+from tunepipe.cli.context import JsonOpt, ProjectOpt, call, console, json_list, print_json
+from tunepipe.domain.pruning import PruningRule
 from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.pruning import report_view, rule_view
 from tunepipe.services.container import Container
@@ -42,15 +42,19 @@ def _preview(text: str, width: int = 60) -> str:
 
 
 @pruning_rules_app.command("list")
-def pruning_rules_list(dataset: DatasetOpt, project: ProjectOpt = None) -> None:
+def pruning_rules_list(dataset: DatasetOpt, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List a dataset's rules in the order they are applied."""
 
-    async def run(c: Container) -> list[PruningRule]:
-        return await c.pruning.rules(await _project_id(c, project), dataset)
+    async def run(c: Container) -> list[tuple[PruningRule, dict[str, Any]]]:
+        rules = await c.pruning.rules(await _project_id(c, project), dataset)
+        return [(rule, rule_view(rule, c.pruning.count_tokens)) for rule in rules]
 
+    found = call(run)
+    if as_json:
+        print_json(json_list([view for _, view in found]))
+        return
     table = _table("tokens")
-    for i, rule in enumerate(call(run), 1):
-        view = rule_view(rule)
+    for i, (rule, view) in enumerate(found, 1):
         table.add_row(str(i), rule.id, str(view["tokensInText"]), _preview(rule.text_to_match))
     console.print(table)
 
@@ -95,14 +99,19 @@ def pruning_rules_remove(
 
 
 @pruning_rules_app.command("report")
-def pruning_rules_report(dataset: DatasetOpt, project: ProjectOpt = None) -> None:
+def pruning_rules_report(dataset: DatasetOpt, project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Apply the rules to the dataset's entries: matches and tokens saved per rule."""
 
-    async def run(c: Container) -> PruningReport:
-        return await c.pruning.report(await _project_id(c, project), dataset)
+    async def run(c: Container) -> dict[str, Any]:
+        return report_view(
+            await c.pruning.report(await _project_id(c, project), dataset), c.pruning.count_tokens
+        )
 
+    if as_json:
+        print_json(call(run))
+        return
     with console.status("Applying the rules to every entry…"):
-        report = report_view(call(run))
+        report = call(run)
     table = _table("matches", "tokens saved")
     for i, row in enumerate(report["data"], 1):
         table.add_row(

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunepipe.domain.evals import Eval
+from tunepipe.domain.datasets import StoredEntry
+from tunepipe.domain.evals import Eval, Judgement, eval_status
+from tunepipe.domain.jobs import Job
 from tunepipe.protocol.logs import iso
 from tunepipe.protocol.types import Id, Text
 
@@ -71,3 +73,42 @@ def eval_view(
     if results is not None:
         out["results"] = results
     return out
+
+
+def eval_state_view(ev: Eval, job: Job | None, entries: int, results: dict[str, Any]) -> dict[str, Any]:
+    """An eval with its job's progress (and error) and its results so far."""
+    progress = dict(job.progress) if job else {}
+    if job is not None and job.error_message:
+        progress["error_message"] = job.error_message
+    return eval_view(ev, eval_status(job.status if job else None), progress, results, entries)
+
+
+def eval_list_view(ev: Eval, job: Job | None) -> dict[str, Any]:
+    """An eval as lists show it: status and progress, no results."""
+    return eval_view(ev, eval_status(job.status if job else None), dict(job.progress) if job else {}, None, 0)
+
+
+def eval_row_view(entry: StoredEntry, outputs: dict[str, Any], judgements: list[Judgement]) -> dict[str, Any]:
+    """One TEST entry of an eval: its input, the dataset's output, each model's output (``outputs``
+    maps a model to its output message) and every verdict on them."""
+    data = entry.data
+    return {
+        "entry_id": entry.id,
+        "input": {"messages": data.messages, "tools": data.tools, "tool_choice": data.tool_choice},
+        "dataset_output": data.output,
+        "outputs": outputs,
+        "judgements": [
+            {
+                "model": j.model,
+                "opponent": j.opponent or None,
+                "criterion": j.criterion or None,
+                "status": j.status,
+                "score": j.score,
+                "explanation": j.explanation,
+                "error_message": j.error_message,
+                "cost_usd": j.cost,
+                **({"details": j.details} if j.details else {}),
+            }
+            for j in judgements
+        ],
+    }

@@ -8,6 +8,8 @@ is the name the caller requested (``openpipe:my-model``, ``gpt-4o``), as the sta
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -21,12 +23,7 @@ router = APIRouter(tags=["cache"])
 async def cache_stats(state: State, caller: Caller) -> Response:
     """Live (unexpired) answers per model: count and bytes stored (compressed)."""
     stats = await state.cache.stats(caller)
-    return json_response(
-        {
-            "object": "list",
-            "data": [{"model": s.model, "entries": s.entries, "bytes": s.bytes} for s in stats],
-        }
-    )
+    return json_response({"object": "list", "data": [asdict(s) for s in stats]})
 
 
 @router.delete("/cache")

@@ -11,7 +11,13 @@ from starlette.responses import Response
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
 from tunepipe.domain.evals import eval_status
-from tunepipe.protocol.evals import AddModelsRequest, CreateEvalRequest, eval_view
+from tunepipe.protocol.evals import (
+    AddModelsRequest,
+    CreateEvalRequest,
+    eval_list_view,
+    eval_row_view,
+    eval_state_view,
+)
 from tunepipe.protocol.types import Id
 from tunepipe.services.evals.service import EvalRow, EvalState
 
@@ -19,34 +25,11 @@ router = APIRouter(tags=["evals"])
 
 
 def _state_view(s: EvalState) -> dict[str, Any]:
-    progress = dict(s.job.progress) if s.job else {}
-    if s.job is not None and s.job.error_message:
-        progress["error_message"] = s.job.error_message
-    return eval_view(s.eval, s.status, progress, s.results, s.entries)
+    return eval_state_view(s.eval, s.job, s.entries, s.results)
 
 
 def _row_view(row: EvalRow) -> dict[str, Any]:
-    data = row.entry.data
-    return {
-        "entry_id": row.entry.id,
-        "input": {"messages": data.messages, "tools": data.tools, "tool_choice": data.tool_choice},
-        "dataset_output": data.output,
-        "outputs": {m: o.output for m, o in row.outputs.items()},
-        "judgements": [
-            {
-                "model": j.model,
-                "opponent": j.opponent or None,
-                "criterion": j.criterion or None,
-                "status": j.status,
-                "score": j.score,
-                "explanation": j.explanation,
-                "error_message": j.error_message,
-                "cost_usd": j.cost,
-                **({"details": j.details} if j.details else {}),
-            }
-            for j in row.judgements
-        ],
-    }
+    return eval_row_view(row.entry, {m: o.output for m, o in row.outputs.items()}, row.judgements)
 
 
 @router.post("/evals")
@@ -60,11 +43,7 @@ async def create_eval(body: CreateEvalRequest, state: State, caller: Writer) -> 
 @router.get("/evals")
 async def list_evals(state: State, caller: Caller, dataset_id: Id | None = None) -> Response:
     found = await state.evals.all(caller, dataset_id)
-    data = [
-        eval_view(ev, eval_status(job.status if job else None), dict(job.progress) if job else {}, None, 0)
-        for ev, job in found
-    ]
-    return json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "data": [eval_list_view(ev, job) for ev, job in found]})
 
 
 @router.get("/evals/{eval_id}")

@@ -1,4 +1,4 @@
-"""Projects and their API keys, with each key's rate limits.
+"""Projects and their API keys, with each key's rate limits; the administrators' keys.
 
 A key's limits are three nullable columns (null: no limit); a key with none reads back as
 ``limits=None``, so the hot path can tell "nothing to count" from one attribute.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tunepipe.db.schema import api_keys, projects
+from tunepipe.db.schema import admin_keys, api_keys, projects
 from tunepipe.domain.clock import now_ms
-from tunepipe.domain.keys import display_prefix, generate_key, hash_key
-from tunepipe.domain.projects import ApiKeyInfo, KeyLimits, Principal, Project
+from tunepipe.domain.keys import ADMIN_PREFIX, display_prefix, generate_key, hash_key
+from tunepipe.domain.projects import Admin, AdminKeyInfo, ApiKeyInfo, KeyLimits, Principal, Project
 from tunepipe.errors import Conflict, InvalidRequest, NotFound
 
 DEFAULT_PROJECT = "default"
@@ -35,6 +35,11 @@ def create_project(conn: Connection, name: str) -> Project:
 def list_projects(conn: Connection) -> list[Project]:
     rows = conn.execute(select(projects).order_by(projects.c.created_at)).all()
     return [Project(id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+
+
+def delete_project(conn: Connection, project_id: str) -> bool:
+    """Remove a project; everything it owns goes with it (every reference cascades)."""
+    return conn.execute(delete(projects).where(projects.c.id == project_id)).rowcount > 0
 
 
 def find_project(conn: Connection, name: str) -> Project | None:
@@ -92,7 +97,7 @@ def create_api_key(
 ) -> tuple[ApiKeyInfo, str]:
     """Store a new key (or adopt ``key``, e.g. from ``TUNEPIPE_API_KEY``); return it in plain once."""
     plain = key or generate_key()
-    if principal_for_key(conn, plain) is not None:
+    if key_holder(conn, plain) is not None:
         raise Conflict("That API key is already registered")
     info = ApiKeyInfo(
         id=str(uuid.uuid4()),
@@ -179,6 +184,61 @@ def principal_for_key(conn: Connection, plain_key: str) -> Principal | None:
         read_only=row.read_only,
         limits=_limits_of(row),
     )
+
+
+def key_holder(conn: Connection, plain_key: str) -> Principal | Admin | None:
+    """Whoever holds ``plain_key``: a project's key, else an administrator's, else nobody."""
+    principal = principal_for_key(conn, plain_key)
+    if principal is not None:
+        return principal
+    row = conn.execute(select(admin_keys.c.id).where(admin_keys.c.key_hash == hash_key(plain_key))).first()
+    return Admin(key_id=row.id) if row else None
+
+
+def _admin_info(row: Any) -> AdminKeyInfo:
+    return AdminKeyInfo(id=row.id, name=row.name, key_prefix=row.key_prefix, created_at=row.created_at)
+
+
+def create_admin_key(conn: Connection, *, name: str = "", key: str | None = None) -> tuple[AdminKeyInfo, str]:
+    """Store a new admin key (or adopt ``key``); return it in plain once."""
+    plain = key or generate_key(ADMIN_PREFIX)
+    if key_holder(conn, plain) is not None:
+        raise Conflict("That API key is already registered")
+    info = AdminKeyInfo(
+        id=str(uuid.uuid4()), name=name, key_prefix=display_prefix(plain), created_at=now_ms()
+    )
+    try:
+        conn.execute(
+            insert(admin_keys).values(
+                id=info.id,
+                name=name,
+                key_hash=hash_key(plain),
+                key_prefix=info.key_prefix,
+                created_at=info.created_at,
+            )
+        )
+    except IntegrityError as exc:
+        raise Conflict("That API key is already registered") from exc
+    return info, plain
+
+
+def list_admin_keys(conn: Connection) -> list[AdminKeyInfo]:
+    return [_admin_info(r) for r in conn.execute(select(admin_keys).order_by(admin_keys.c.created_at))]
+
+
+def delete_admin_key(conn: Connection, ref: str) -> AdminKeyInfo:
+    """Revoke the admin key ``ref`` names (its id, its prefix as lists show it, or the key)."""
+    ref = ref.strip().removesuffix("…").removesuffix("...")
+    c = admin_keys.c
+    rows = conn.execute(
+        select(admin_keys).where(or_(c.id == ref, c.key_prefix == ref, c.key_hash == hash_key(ref))).limit(2)
+    ).all()
+    if not rows:
+        raise NotFound(f"No admin key {ref!r}", param="key_id")
+    if len(rows) > 1:
+        raise InvalidRequest(f"{ref!r} matches more than one admin key: name it by its id", param="key_id")
+    conn.execute(delete(admin_keys).where(c.id == rows[0].id))
+    return _admin_info(rows[0])
 
 
 def ensure_default_project(

@@ -57,6 +57,19 @@ api_keys = Table(
     Column("max_concurrency", Integer, nullable=True),
 )
 
+# Keys of the installation's administrators (projects, base models, installation-wide settings):
+# no project, no limits. Kept apart from `api_keys` so that nothing listing or scoping project
+# keys can ever return one.
+admin_keys = Table(
+    "admin_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # Per-project credentials for the built-in providers; they override the environment defaults.
 provider_keys = Table(
     "provider_keys",

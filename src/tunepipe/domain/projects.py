@@ -1,4 +1,11 @@
-"""Projects, their keys and their provider settings: the values every use case is scoped by."""
+"""Projects, their keys and their provider settings: the values every use case is scoped by;
+and the installation's administrators, who are scoped by no project.
+
+Three roles hold keys. A project's read/write key and read-only key act inside that project
+only (:class:`Principal`). An admin key (:class:`Admin`) manages the installation itself:
+projects, base models, installation-wide settings. It belongs to no project, so it reaches no
+project's data: project-scoped routes refuse it rather than guess which project is meant.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +51,22 @@ class Principal:
     key_id: str
     read_only: bool
     limits: KeyLimits | None = None  # None when the key has no limit (nothing to count)
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """An administrator of the installation: an admin key, or the shell of the server host
+    (``key_id`` ``"cli"``)."""
+
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminKeyInfo:
+    id: str
+    name: str
+    key_prefix: str
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)

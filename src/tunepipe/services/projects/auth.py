@@ -1,4 +1,9 @@
-"""Turn an ``Authorization: Bearer opk_…`` header into the calling project.
+"""Turn an ``Authorization: Bearer …`` header into the caller: a project's key
+(:class:`Principal`) or an administrator's (:class:`Admin`).
+
+The two never stand in for each other: project routes take :meth:`Authenticator.principal`,
+which refuses an admin key (it belongs to no project), and installation-wide operations take
+:meth:`Authenticator.admin`, which refuses every project key (``admin_required``).
 
 Keys that exist are kept in memory for ``auth_cache_ttl_s`` (bounded, least recently used out
 first), so the hot path does no database round trip. Concurrent first uses of one key share a
@@ -15,15 +20,23 @@ from __future__ import annotations
 from async_lru import alru_cache
 
 from tunepipe.db.database import Database
-from tunepipe.db.projects import principal_for_key
-from tunepipe.domain.projects import Principal
-from tunepipe.errors import AuthenticationFailed, ReadOnlyKey
+from tunepipe.db.projects import key_holder
+from tunepipe.domain.projects import Admin, Principal
+from tunepipe.errors import AuthenticationFailed, PermissionDenied, ReadOnlyKey
 from tunepipe.services.changes import ChangeFeed
 
 MAX_CACHED_KEYS = 10_000
 
 SCOPE = "keys"
 """Change-feed scope of API keys; the key is the API key's id."""
+
+ADMIN_REQUIRED = (
+    "This operation manages the installation and needs an admin key "
+    "(`tunepipe admin create-key` on the server host); a project's key cannot use it."
+)
+PROJECT_KEY_REQUIRED = (
+    "Admin keys manage the installation and reach no project's data: call this with a project's API key."
+)
 
 
 class _UnknownKey(Exception):
@@ -37,13 +50,14 @@ class Authenticator:
         if feed is not None:
             feed.subscribe(SCOPE, self.forget)
 
-    async def _load(self, token: str) -> Principal:
-        principal = await self._db.run(principal_for_key, token)
-        if principal is None:
+    async def _load(self, token: str) -> Principal | Admin:
+        holder = await self._db.run(key_holder, token)
+        if holder is None:
             raise _UnknownKey
-        return principal
+        return holder
 
-    async def principal(self, authorization: str | None) -> Principal:
+    async def holder(self, authorization: str | None) -> Principal | Admin:
+        """Whoever holds the key: a project's key or an administrator's."""
         if not authorization:
             raise AuthenticationFailed("Missing API key: send `Authorization: Bearer <your tunepipe key>`")
         scheme, _, token = authorization.partition(" ")
@@ -54,6 +68,20 @@ class Authenticator:
             return await self._lookup(token)
         except _UnknownKey:
             raise AuthenticationFailed("Invalid API key", code="invalid_api_key") from None
+
+    async def principal(self, authorization: str | None) -> Principal:
+        """The calling project's key (read/write or read-only); an admin key is refused."""
+        holder = await self.holder(authorization)
+        if isinstance(holder, Admin):
+            raise PermissionDenied(PROJECT_KEY_REQUIRED, code="project_key_required")
+        return holder
+
+    async def admin(self, authorization: str | None) -> Admin:
+        """The caller, who must hold an admin key."""
+        holder = await self.holder(authorization)
+        if not isinstance(holder, Admin):
+            raise PermissionDenied(ADMIN_REQUIRED, code="admin_required")
+        return holder
 
     async def writer(self, authorization: str | None) -> Principal:
         """The caller, who must hold a read/write key."""

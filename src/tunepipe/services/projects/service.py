@@ -1,5 +1,6 @@
 """Projects and their API keys: the default project a fresh installation starts with,
-creating projects and keys (the CLI; OpenPipe made these in its UI), and each key's rate limits.
+creating and deleting projects and keys (the CLI, or an admin key over HTTP; OpenPipe made these
+in its UI), each key's rate limits, and the administrators' keys.
 
 Servers keep keys in memory (:class:`~tunepipe.services.projects.auth.Authenticator`), so a
 change of limits is recorded in the settings change feed in its own transaction: this process
@@ -16,7 +17,7 @@ from sqlalchemy import Connection
 
 from tunepipe.db import projects as repo
 from tunepipe.db.database import Database
-from tunepipe.domain.projects import ApiKeyInfo, KeyLimits, Principal, Project
+from tunepipe.domain.projects import AdminKeyInfo, ApiKeyInfo, KeyLimits, Principal, Project
 from tunepipe.errors import Conflict, InvalidRequest
 from tunepipe.services.changes import ChangeFeed, write_and_announce
 from tunepipe.services.projects.auth import SCOPE
@@ -85,6 +86,35 @@ class ProjectService:
 
     async def all(self) -> list[Project]:
         return await self._db.run(repo.list_projects)
+
+    async def delete(self, name: str) -> Project:
+        """Delete a project and everything it owns (keys, logs, datasets, fine-tunes, jobs…).
+
+        The default project stays: the server and the CLI fall back to it.
+        """
+        if name == repo.DEFAULT_PROJECT:
+            raise InvalidRequest("The default project cannot be deleted", param="name")
+
+        def delete(conn: Connection) -> Project:
+            project = repo.get_project(conn, name)
+            repo.delete_project(conn, project.id)
+            return project
+
+        # Its keys go with it: every process forgets the keys it remembered.
+        return await write_and_announce(self._db, self._feed, SCOPE, lambda p: p.id, delete)
+
+    async def create_admin_key(self, name: str = "") -> tuple[AdminKeyInfo, str]:
+        """A new admin key (printed once)."""
+        return await self._db.run(lambda conn: repo.create_admin_key(conn, name=name))
+
+    async def list_admin_keys(self) -> list[AdminKeyInfo]:
+        return await self._db.run(repo.list_admin_keys)
+
+    async def revoke_admin_key(self, ref: str) -> AdminKeyInfo:
+        """Revoke the admin key named by its id or prefix; servers refuse it from the next call."""
+        return await write_and_announce(
+            self._db, self._feed, SCOPE, lambda k: k.id, lambda conn: repo.delete_admin_key(conn, ref)
+        )
 
     async def create_key(
         self, project: Project, *, read_only: bool, name: str, limits: KeyLimits | None = None

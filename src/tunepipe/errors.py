@@ -4,12 +4,14 @@
 
     TunepipeError                 500 api_error              INTERNAL_SERVER_ERROR
     ├── InvalidRequest            400 invalid_request_error  BAD_REQUEST
+    │   └── JsonTooDeep           400 (code json_too_deep: a body nested past the limit)
     ├── AuthenticationFailed      401 authentication_error   UNAUTHORIZED
     ├── PermissionDenied          403 permission_error       FORBIDDEN
     │   └── ReadOnlyKey           403 (write call with a read-only key)
     ├── NotFound                  404 not_found_error        NOT_FOUND
     ├── MethodNotAllowed          405 invalid_request_error  METHOD_NOT_SUPPORTED
     ├── Conflict                  409 invalid_request_error  CONFLICT
+    ├── RequestTooLarge           413 invalid_request_error  PAYLOAD_TOO_LARGE (request_too_large)
     ├── RateLimited               429 rate_limit_error       TOO_MANY_REQUESTS (Retry-After)
     ├── DatabaseUnavailable       503 api_error              SERVICE_UNAVAILABLE (Retry-After)
     └── UpstreamError             the provider's failure, as seen by the client
@@ -88,6 +90,13 @@ class InvalidRequest(TunepipeError):
     type = "invalid_request_error"
 
 
+class JsonTooDeep(InvalidRequest):
+    """A JSON body nested deeper than the configured limit (``TUNEPIPE_MAX_JSON_DEPTH``)."""
+
+    def __init__(self, message: str, *, code: str = "json_too_deep"):
+        super().__init__(message, code=code)
+
+
 class AuthenticationFailed(TunepipeError):
     status = 401
     type = "authentication_error"
@@ -121,6 +130,18 @@ class Conflict(TunepipeError):
     type = "invalid_request_error"
 
 
+class RequestTooLarge(TunepipeError):
+    """A request body over the configured limit (``TUNEPIPE_MAX_REQUEST_BYTES``). The connection
+    is closed after the answer: what is left of the body is not worth reading."""
+
+    status = 413
+    type = "invalid_request_error"
+    headers = {"Connection": "close"}
+
+    def __init__(self, message: str, *, code: str = "request_too_large"):
+        super().__init__(message, code=code)
+
+
 class RateLimited(TunepipeError):
     """Over a key's rate limit: ``headers`` say when to come back (``Retry-After``) and the
     limit's state (OpenAI's ``x-ratelimit-*``)."""
@@ -146,7 +167,15 @@ class DatabaseUnavailable(TunepipeError):
 
 def for_status(status: int, message: str) -> TunepipeError:
     """The error of this hierarchy an HTTP status stands for (a framework's 404, 405, …)."""
-    for cls in (InvalidRequest, AuthenticationFailed, PermissionDenied, NotFound, MethodNotAllowed, Conflict):
+    for cls in (
+        InvalidRequest,
+        AuthenticationFailed,
+        PermissionDenied,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        RequestTooLarge,
+    ):
         if cls.status == status:
             return cls(message)
     return _Status(status, message)

@@ -159,6 +159,9 @@ def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[s
         PYTHONUNBUFFERED="1",
         # Tests register tiny local models themselves; the default model has a test of its own.
         TUNEPIPE_DEFAULT_MODEL="false",
+        # Tests point project upstreams at servers on loopback; the network policy's own tests
+        # start a gateway without this (tests/api/test_network_policy.py).
+        TUNEPIPE_UPSTREAM_ALLOW="127.0.0.1/32,::1/128,localhost",
     )
     if database_url:
         env["TUNEPIPE_DATABASE_URL"] = database_url

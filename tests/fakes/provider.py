@@ -7,6 +7,8 @@ Behaviour is chosen by the request, so tests need no set-up calls:
   ``{"echo": <text>}``;
 * models named ``fail-<status>`` answer that status with an OpenAI/Anthropic error body;
 * ``fail-midstream`` streams two chunks, then breaks the stream with an error event;
+  ``stall-midstream`` streams two chunks, then nothing more (never ends);
+  ``cut-midstream`` streams two chunks, then drops the connection;
 * ``slow-<ms>`` waits that long first;
 * ``teacher-extract`` acts as a teacher model for distillation tests: it answers the
   compact JSON ``{"name", "age", "city"}`` read from the last user text (the first number is
@@ -446,6 +448,12 @@ async def _openai_stream(
                     await resp.write(
                         b'data: {"error": {"message": "upstream exploded", "type": "server_error"}}\n\n'
                     )
+                    return resp
+                if body["model"] == "stall-midstream" and k == 1:
+                    await asyncio.sleep(3600)  # sends nothing more; the gateway's read timeout ends it
+                if body["model"] == "cut-midstream" and k == 1:
+                    assert request.transport is not None
+                    request.transport.abort()  # the connection dies: no error event, no [DONE]
                     return resp
         await send([{"index": i, "delta": {}, "finish_reason": reason}])
     if include_usage:

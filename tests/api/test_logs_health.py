@@ -47,6 +47,8 @@ def test_health_counts_logged_calls(gateway: Gateway) -> None:
         "dropped",
         "failed_batches",
         "waited_for_space",
+        "spooled",
+        "replayed",
         "queueDepth",
     }
 

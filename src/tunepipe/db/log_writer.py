@@ -24,30 +24,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DataError, IntegrityError
 from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_not_exception_type,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
 from tunepipe.db.bulk_insert import insert_rows
+from tunepipe.db.outage import Throttled, summary
 from tunepipe.db.schema import logged_call_bodies, logged_call_criteria, logged_call_metadata, logged_calls
+from tunepipe.db.spool import Orphan, Packed, Position, Spool, claim_orphans
 from tunepipe.domain.logs import LogRecord
 
 log = logging.getLogger(__name__)
 
 _STOP: Any = object()
-_COMPRESS_SLICE = 32  # records compressed between two chances for requests to run (~0.3 ms)
 
 
 def compress_json(value: bytes | Any) -> bytes | None:
@@ -100,14 +103,6 @@ def _int32(value: int | None) -> int | None:
     return value if value is None or -_INT_MAX - 1 <= value <= _INT_MAX else None
 
 
-class _Compressed(NamedTuple):
-    """A record with its bodies compressed, ready for its rows to be built."""
-
-    record: LogRecord
-    request: bytes | None
-    response: bytes | None
-
-
 def write_records(conn: Connection, records: list[LogRecord]) -> None:
     """Insert a batch of records.
 
@@ -115,10 +110,14 @@ def write_records(conn: Connection, records: list[LogRecord]) -> None:
     count) are clipped or left out, so every backend stores the call as SQLite would rather
     than Postgres refusing it.
     """
-    _insert(conn, [_Compressed(r, compress_json(r.request), compress_json(r.response)) for r in records])
+    _insert(conn, [Packed(r, compress_json(r.request), compress_json(r.response)) for r in records])
 
 
-def _insert(conn: Connection, records: list[_Compressed]) -> None:
+def _insert(conn: Connection, records: list[Packed], *, skip_stored: bool = False) -> None:
+    if skip_stored:
+        ids = [item.record.id for item in records]
+        stored = set(conn.scalars(select(logged_calls.c.id).where(logged_calls.c.id.in_(ids))))
+        records = [item for item in records if item.record.id not in stored]
     calls: list[dict[str, Any]] = []
     bodies: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
@@ -193,6 +192,16 @@ class WriterStats:
     dropped: int = 0
     failed_batches: int = 0
     waited_for_space: int = 0
+    spooled: int = 0  # accepted while the queue was full: read back from the spool
+    replayed: int = 0  # written from the spools of processes that had died
+
+
+def pack(record: LogRecord) -> Packed:
+    """The record with its bodies compressed, as the spool keeps it and the rows store it."""
+    return Packed(record, compress_json(record.request), compress_json(record.response))
+
+
+_Item = tuple[Packed, Position | None]  # a queued record and where the spool has it (if it does)
 
 
 class LogWriter:
@@ -207,9 +216,15 @@ class LogWriter:
         linger_s: float = 0.05,
         backoff_s: float = 0.5,
         backoff_max_s: float = 5.0,
+        spool_dir: Path | None = None,
+        close_timeout_s: float = 10.0,
+        error_log_interval_s: float = 30.0,
     ) -> None:
+        """``spool_dir``: spool every record there (module docstring). ``retries`` bounds the attempts at a batch
+        only without a spool (with one, the spool holds the records until the database is back,
+        or until ``close_timeout_s`` into :meth:`close`)."""
         self._engine = engine
-        self._queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._enqueue_timeout_s = enqueue_timeout_s
         self._retries = retries
@@ -222,22 +237,63 @@ class LogWriter:
         self._settled = 0  # records the writer has finished with (written or dropped)
         self._progress = asyncio.Event()
         self.stats = WriterStats()
+        self._spool_dir = spool_dir
+        self._spool: Spool | None = None
+        self._orphans: list[Orphan] = []
+        self._replayed = asyncio.Event()
+        self._replayed.set()
+        # Where the records the queue had no room for begin in the spool; read back from there
+        # once the queue is empty, and every record submitted meanwhile goes there too (in order).
+        self._backlog: Position | None = None
+        self._before = Position(0, 0)  # the spool's end before the latest append
+        self._marked = Position(0, 0)  # the spool's cursor: everything before it is committed
+        self._gave_up = False  # close() ran out of time: what is left stays in the spool
+        self._close_timeout_s = close_timeout_s
+        self._deadline: float | None = None  # set by close()
+        self._wake = threading.Event()  # cuts a back-off short when close() begins
+        self._errors = Throttled(log, error_log_interval_s)
+        self._spool_errors = Throttled(log, error_log_interval_s)
 
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def start(self) -> None:
+    @property
+    def spool(self) -> Spool | None:
+        return self._spool
+
+    def start(self, *, replay: bool = True) -> None:
+        """Start writing; ``replay``: first write what dead processes left in the spool directory."""
+        if self._spool_dir is not None:
+            self._spool = Spool.create(self._spool_dir)
+            if replay:
+                self._orphans = claim_orphans(self._spool_dir, exclude=self._spool.owner)
+                if self._orphans:
+                    self._replayed.clear()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="log-writer")
 
     async def submit(self, record: LogRecord) -> bool:
-        """Queue a record; wait (back-pressure) if the queue is full. False if it was dropped."""
+        """Spool and queue a record. Without a spool, wait (back-pressure) while the queue is
+        full. False if it was dropped."""
         try:
-            self._queue.put_nowait(record)
+            item = pack(record)
+        except Exception:  # e.g. a body orjson cannot encode; the call must not fail for its log
+            self.stats.dropped += 1
+            log.exception("request log %s dropped: its bodies could not be compressed", record.id)
+            return False
+        position = self._append(item)
+        if position is not None and (self._backlog is not None or self._queue.full()):
+            if self._backlog is None:
+                self._backlog = self._before
+            self.stats.enqueued += 1
+            self.stats.spooled += 1
+            return True
+        try:
+            self._queue.put_nowait((item, position))
         except asyncio.QueueFull:
             self.stats.waited_for_space += 1
             try:
-                await asyncio.wait_for(self._queue.put(record), self._enqueue_timeout_s)
+                await asyncio.wait_for(self._queue.put((item, position)), self._enqueue_timeout_s)
             except TimeoutError:
                 self.stats.dropped += 1
                 log.error(
@@ -251,13 +307,35 @@ class LogWriter:
             self._hurry.set()
         return True
 
+    def _append(self, item: Packed) -> Position | None:
+        """Append to the spool (no await: records reach it in the order they are queued)."""
+        if self._spool is None:
+            return None
+        self._before = self._spool.end
+        try:
+            position = self._spool.append(item)
+        except Exception as exc:  # a full disk, say: the record is kept in memory only
+            self._spool_errors.error("request-log spool %s: append failed: %s", self._spool.directory, exc)
+            return None
+        self._spool_errors.recovered("request-log spool appends succeed again")
+        return position
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        try:
+            await self._replay_orphans()
+        finally:
+            self._replayed.set()
         stopping = False
-        while not stopping:
+        while True:
+            if self._backlog is not None and self._queue.empty():
+                await self._write_backlog()
+                continue
+            if stopping and self._queue.empty():
+                break
             first = await self._queue.get()
             if first is _STOP:
-                break
+                stopping = True
+                continue
             await self._linger()
             # Cleared before draining (no await in between): a flush() from now on sets it again
             # and ends the next linger, so nothing it waits for can sit out a full linger.
@@ -272,23 +350,90 @@ class LogWriter:
                     stopping = True
                     break
                 batch.append(item)
-            compressed = await self._compress(batch)
-            await loop.run_in_executor(self._executor, self._write_with_retry, compressed)
-            self._settled += len(batch)
-            self._progress.set()
+            await self._write_batch(batch)
 
-    async def _compress(self, batch: list[LogRecord]) -> list[_Compressed]:
-        """Compress the batch's bodies, yielding to requests after every slice."""
-        out: list[_Compressed] = []
-        for n, record in enumerate(batch):
-            if n and n % _COMPRESS_SLICE == 0:
-                await asyncio.sleep(0)
+    async def _write_batch(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(
+            self._executor, self._write_with_retry, [item for item, _ in batch], False
+        )
+        if not done and self._spool is not None:  # given up at close: the spooled records wait
+            self.stats.dropped += sum(1 for _, position in batch if position is None)
+        positions = [position for _, position in batch if position is not None]
+        if done and positions:
+            self._mark(positions[-1])
+        self._settled += len(batch)
+        self._progress.set()
+
+    async def _write_backlog(self) -> None:
+        """Write the next batch of the records past a full queue, read back from the spool."""
+        assert self._spool is not None and self._backlog is not None
+        loop = asyncio.get_running_loop()
+        end = self._spool.end
+        read, after = await loop.run_in_executor(
+            self._executor, self._spool.read, self._backlog, end, self._batch_size
+        )
+        done = bool(read) and await loop.run_in_executor(
+            self._executor, self._write_with_retry, [item for item, _ in read], False
+        )
+        if done:
+            self._mark(after)
+        if not read or not done:
+            # Unreadable (never expected), or given up at close: it stays where it is, for the
+            # next start; the records that remain are settled as far as this process goes.
+            self._settled = self.stats.enqueued
+            self._backlog = None
+        else:
+            self._settled += len(read)
+            self._backlog = None if after >= self._spool.end else after
+        self._progress.set()
+
+    def _mark(self, position: Position) -> None:
+        if self._spool is None or self._gave_up:
+            return
+        try:
+            self._spool.mark(position)
+        except OSError as exc:  # the next start may write these again; the ids keep them single
+            self._spool_errors.error("request-log spool %s: marking failed: %s", self._spool.directory, exc)
+            return
+        self._marked = position
+
+    async def _replay_orphans(self) -> None:
+        """Write what dead processes spooled and never committed, oldest process first."""
+        loop = asyncio.get_running_loop()
+        for n, orphan in enumerate(self._orphans):
+            written, complete = 0, False
             try:
-                out.append(_Compressed(record, compress_json(record.request), compress_json(record.response)))
-            except Exception:  # e.g. a body orjson cannot encode; the writer task must live on
-                self.stats.dropped += 1
-                log.exception("request log %s dropped: its bodies could not be compressed", record.id)
-        return out
+                at = orphan.start()
+                while True:
+                    read, after = await loop.run_in_executor(
+                        self._executor, orphan.read, at, self._batch_size
+                    )
+                    if not read:
+                        complete = True
+                        break
+                    items = [item for item, _ in read]
+                    if not await loop.run_in_executor(self._executor, self._write_with_retry, items, True):
+                        break
+                    orphan.mark(after)
+                    at, written = after, written + len(read)
+                    self.stats.replayed += len(read)
+            except Exception:  # the spool stays for the next start; this process serves on
+                log.exception("replaying the request-log spool %s failed", orphan.owner)
+            finally:
+                orphan.release(remove=complete)
+            if written or not complete:
+                log.warning(
+                    "request-log spool %s of a process that exited: %d records written%s",
+                    orphan.owner,
+                    written,
+                    "" if complete else "; the rest stays for the next start",
+                )
+            if not complete:
+                for rest in self._orphans[n + 1 :]:
+                    rest.release(remove=False)
+                break
+        self._orphans = []
 
     async def _linger(self) -> None:
         """Give the batch that ``first`` opened time to fill, unless it is due already."""
@@ -299,34 +444,63 @@ class LogWriter:
                 await self._hurry.wait()
 
     async def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every record queued before this call has been written (or dropped)."""
+        """Wait until every record queued before this call has been written (or dropped), and
+        the spools of dead processes with them."""
         target = self.stats.enqueued
         if self._settled < target:
             self._hurry.set()
         async with asyncio.timeout(timeout_s):
+            await self._replayed.wait()
             while self._settled < target:
                 self._progress.clear()
                 if self._settled >= target:
                     return
                 await self._progress.wait()
 
-    def _write(self, batch: list[_Compressed]) -> None:
+    def _write(self, batch: list[Packed], skip_stored: bool) -> None:
         with self._engine.begin() as conn:
-            _insert(conn, batch)
+            _insert(conn, batch, skip_stored=skip_stored)
 
-    def _write_with_retry(self, batch: list[_Compressed]) -> None:
+    def _stop(self, state: RetryCallState) -> bool:
+        if self._spool is None:
+            return state.attempt_number >= self._retries
+        # Spooled, the records are safe: keep trying until the database is back, or until
+        # close() runs out of time (then they wait in the spool for the next start).
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _sleep(self, seconds: float) -> None:
+        if self._deadline is None:
+            self._wake.wait(seconds)  # close() cuts it short
+        else:
+            time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
+
+    def _write_with_retry(self, batch: list[Packed], skip_stored: bool) -> bool:
+        """Write ``batch``; False when given up on (without a spool its records are dropped).
+
+        ``skip_stored``: leave out records whose id is stored already (a spool replayed after a
+        crash; a retry after a commit whose answer was lost)."""
+        if self._gave_up:
+            return False
+        attempts = 0
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            self._write(batch, skip_stored or attempts > 1)
+
         retrying = Retrying(
-            stop=stop_after_attempt(self._retries),
+            stop=self._stop,
             wait=wait_exponential_jitter(
                 multiplier=self._backoff_s, max=self._backoff_max_s, jitter=self._backoff_s
             ),
             # The data, not the database, is at fault: retrying cannot help (below).
             retry=retry_if_not_exception_type((IntegrityError, DataError)),
-            after=lambda state: self._note_failure(state, len(batch)),
+            before_sleep=lambda state: self._note_failure(state, len(batch)),
+            sleep=self._sleep,
             reraise=True,
         )
         try:
-            retrying(self._write, batch)
+            retrying(attempt)
         except (IntegrityError, DataError) as exc:
             # Project deleted meanwhile, a value out of range: write the records one by one and
             # lose only the bad ones rather than the whole batch.
@@ -334,33 +508,62 @@ class LogWriter:
             if len(batch) == 1:
                 self.stats.dropped += 1
                 log.error("request log %s rejected by the database, dropped: %s", batch[0].record.id, exc)
-                return
+                return True
             log.warning("request-log batch of %d rejected; writing its records one by one", len(batch))
-            for item in batch:
-                self._write_with_retry([item])
-            return
-        except Exception:  # every attempt failed (each is logged by _note_failure)
-            self.stats.dropped += len(batch)
-            log.error("request-log batch of %d dropped after %d attempts", len(batch), self._retries)
-            return
+            written = [self._write_with_retry([item], True) for item in batch]  # every one, in order
+            return all(written)
+        except Exception as exc:  # out of attempts, or out of time at close
+            self.stats.failed_batches += 1
+            if self._spool is None:
+                self.stats.dropped += len(batch)
+                log.error(
+                    "request-log batch of %d dropped after %d attempts: %s",
+                    len(batch),
+                    attempts,
+                    summary(exc),
+                )
+            else:
+                self._gave_up = True
+                log.error(
+                    "request logs not written before shutdown (%s); they stay in the spool", summary(exc)
+                )
+            return False
+        self._errors.recovered("request-log writes succeed again")
         self.stats.written += len(batch)
+        return True
 
     def _note_failure(self, state: RetryCallState, size: int) -> None:
         self.stats.failed_batches += 1
         error = state.outcome.exception() if state.outcome is not None else None
-        log.error(
-            "request-log batch of %d failed (attempt %d of %d)",
+        held = "in the spool" if self._spool is not None else "in memory"
+        self._errors.error(
+            "request-log batch of %d not written (%s); retrying with back-off, records kept %s",
             size,
-            state.attempt_number,
-            self._retries,
-            exc_info=(type(error), error, error.__traceback__) if error is not None else None,
+            summary(error) if error is not None else "?",
+            held,
         )
 
     async def close(self) -> None:
-        """Write everything queued, then stop."""
+        """Write everything queued, then stop. An unreachable database is tried for
+        ``close_timeout_s``; what it could not take stays in the spool for the next start."""
         if self._task is not None:
+            self._deadline = time.monotonic() + self._close_timeout_s
+            self._wake.set()
+            self._hurry.set()
             await self._queue.put(_STOP)
             self._hurry.set()
             await self._task
             self._task = None
         self._executor.shutdown(wait=True)
+        if self._spool is not None:
+            committed = not self._gave_up and self._marked == self._spool.end
+            untouched = self._spool.end == Position(0, 0)
+            if not (committed or untouched):
+                log.error(
+                    "request logs not yet in the database stay in the spool %s (%s); the next start "
+                    "writes them",
+                    self._spool.directory,
+                    self._spool.owner,
+                )
+            self._spool.close(remove=committed or untouched)
+            self._spool = None

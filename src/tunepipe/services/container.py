@@ -138,6 +138,9 @@ class Container:
             batch_size=settings.log_batch_size,
             enqueue_timeout_s=settings.log_enqueue_timeout_s,
             linger_s=settings.log_linger_s,
+            spool_dir=settings.home_dir / "spool" if settings.log_spool else None,
+            close_timeout_s=settings.log_close_timeout_s,
+            error_log_interval_s=settings.db_error_log_interval_s,
         )
         base_models = BaseModelService(db, settings.home_dir, feed)
         local = LocalModels(settings, base_models, feed)
@@ -226,7 +229,9 @@ class Container:
             connect_timeout_s=settings.upstream_connect_timeout_s, read_timeout_s=settings.upstream_timeout_s
         )
         c = cls.build(settings, db, session, CallTracer.build(settings, span_exporter))
-        c.writer.start()
+        # Servers and workers write what dead processes left in the spool; a one-shot command
+        # does not wait for that.
+        c.writer.start(replay=follow_changes)
         try:
             await c.feed.start(poll=follow_changes)
             if follow_changes:

@@ -37,6 +37,26 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface `tunepipe serve` binds.")
     port: int = Field(8000, description="Port `tunepipe serve` listens on.")
     workers: int = Field(1, description="Server processes.")
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="Largest request body accepted (bytes); a larger one is refused with a 413 "
+        "(`request_too_large`) while it streams in.",
+    )
+    max_json_depth: int = Field(
+        128,
+        ge=1,
+        le=250,
+        description="Deepest nesting of arrays and objects a JSON request body may have; a deeper "
+        "one is refused with a 400 (`json_too_deep`).",
+    )
+    log_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request or response body kept whole in a log row (bytes of JSON); a "
+        'larger one is stored as `{"_truncated": true, "bytes": <size>, "head": "<its start>"}`.',
+    )
+
 
     log_queue_size: int = Field(
         20_000, description="Log records held in memory before handlers wait for the writer (back-pressure)."

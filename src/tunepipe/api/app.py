@@ -44,6 +44,7 @@ from tunepipe.jobs.kinds import build_worker
 from tunepipe.services.container import Container
 from tunepipe.settings import Settings
 from tunepipe.telemetry import metrics
+from tunepipe.web.app import install as install_web
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
             app.include_router(module.router, prefix=prefix)
     app.include_router(system.router)
     openapi.install(app, API_PREFIXES)
+    install_web(app)
     return app
 
 

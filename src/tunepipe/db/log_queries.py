@@ -53,7 +53,7 @@ def _where(project_id: str, f: LogFilter) -> list[Any]:
     return conds
 
 
-def _encode_cursor(requested_at: int, call_id: str) -> str:
+def encode_cursor(requested_at: int, call_id: str) -> str:
     return base64.urlsafe_b64encode(f"{requested_at}:{call_id}".encode()).decode()
 
 
@@ -65,13 +65,19 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     return at_ms, call_id
 
 
-def _page_query(project_id: str, f: LogFilter, after: tuple[int, str] | None, limit: int) -> Select[Any]:
+def _page_query(
+    project_id: str, f: LogFilter, after: tuple[int, str] | None, limit: int, *, newer: bool = False
+) -> Select[Any]:
     c = logged_calls.c
     conds = _where(project_id, f)
     if after is not None:
         at, call_id = after
-        conds.append(or_(c.requested_at < at, and_(c.requested_at == at, c.id < call_id)))
-    return select(logged_calls).where(*conds).order_by(c.requested_at.desc(), c.id.desc()).limit(limit)
+        if newer:
+            conds.append(or_(c.requested_at > at, and_(c.requested_at == at, c.id > call_id)))
+        else:
+            conds.append(or_(c.requested_at < at, and_(c.requested_at == at, c.id < call_id)))
+    order = (c.requested_at.asc(), c.id.asc()) if newer else (c.requested_at.desc(), c.id.desc())
+    return select(logged_calls).where(*conds).order_by(*order).limit(limit)
 
 
 def _metadata_for(conn: Any, ids: list[str]) -> dict[str, dict[str, str | None]]:
@@ -164,15 +170,20 @@ def list_calls(
     after: tuple[int, str] | None = None,
     limit: int = 50,
     with_bodies: bool = False,
+    newer: bool = False,
 ) -> tuple[list[LoggedCall], str | None]:
     """One page of calls, newest first, and the cursor of the next page (None when this page
-    is the last: one match beyond ``limit`` is looked for, so a full last page says so)."""
+    is the last: one match beyond ``limit`` is looked for, so a full last page says so).
+
+    ``newer`` walks the other way: the calls just after ``after``, oldest first (a page back
+    towards the newest, which the caller reverses)."""
     need_bodies = with_bodies or f.contains is not None
     wanted = limit + 1
     found: list[LoggedCall] = []
     while len(found) < wanted:
         # Over-fetch when filtering by text, since some rows of each page will not match.
-        page = conn.execute(_page_query(project_id, f, after, wanted if not f.contains else wanted * 4)).all()
+        size = wanted if not f.contains else wanted * 4
+        page = conn.execute(_page_query(project_id, f, after, size, newer=newer)).all()
         if not page:
             break
         ids = [r.id for r in page]
@@ -192,7 +203,7 @@ def list_calls(
     if len(found) < wanted:
         return found, None
     last = found[limit - 1]
-    return found[:limit], _encode_cursor(last.requested_at, last.id)
+    return found[:limit], encode_cursor(last.requested_at, last.id)
 
 
 def get_call(conn: Connection, project_id: str, call_id: str) -> LoggedCall | None:
@@ -224,6 +235,27 @@ def latest_call(conn: Connection, project_id: str) -> LoggedCall | None:
         .limit(1)
     ).first()
     return _in_full(conn, row) if row is not None else None
+
+
+def update_call_metadata(
+    conn: Connection, project_id: str, call_id: str, changes: dict[str, str | None]
+) -> bool:
+    """Set (string) or delete (None) metadata keys of one call; False when the project has no
+    such call."""
+    c = logged_calls.c
+    m = logged_call_metadata.c
+    if conn.execute(select(c.id).where(c.project_id == project_id, c.id == call_id)).first() is None:
+        return False
+    if changes:
+        conn.execute(delete(logged_call_metadata).where(m.call_id == call_id, m.key.in_(list(changes))))
+    rows = [
+        {"call_id": call_id, "key": k, "project_id": project_id, "value": v}
+        for k, v in changes.items()
+        if v is not None
+    ]
+    if rows:
+        conn.execute(insert(logged_call_metadata), rows)
+    return True
 
 
 def update_metadata(

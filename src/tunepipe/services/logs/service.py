@@ -115,6 +115,35 @@ class LogService:
             log_queries.list_calls, principal.project.id, f, after=after, limit=limit, with_bodies=bodies
         )
 
+    @staticmethod
+    def cursor_of(call: LoggedCall) -> str:
+        """The cursor that pages on from ``call`` (either way)."""
+        return log_queries.encode_cursor(call.requested_at, call.id)
+
+    async def page_newer(
+        self, principal: Principal, f: LogFilter, cursor: str, limit: int
+    ) -> tuple[list[LoggedCall], bool]:
+        """The page of calls just newer than ``cursor`` (newest first), and whether calls newer
+        still exist: the way back through pages that :meth:`page` walked forward."""
+        try:
+            before = log_queries.decode_cursor(cursor)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequest("Invalid cursor", param="before") from exc
+        await self._writer.flush()
+        calls, more = await self._db.run(
+            log_queries.list_calls, principal.project.id, f, after=before, limit=limit, newer=True
+        )
+        return calls[::-1], more is not None
+
+    async def set_call_metadata(
+        self, principal: Principal, call_id: str, changes: dict[str, str | None]
+    ) -> None:
+        """Set (string) or delete (None) metadata keys of one call of the caller's project."""
+        check_metadata_changes(changes)
+        await self._writer.flush()
+        if not await self._db.run(log_queries.update_call_metadata, principal.project.id, call_id, changes):
+            raise NotFound(f"No logged call {call_id!r} in this project")
+
     async def get(self, principal: Principal, call_id: str) -> LoggedCall:
         await self._writer.flush()
         call = await self._db.run(log_queries.get_call, principal.project.id, call_id)

@@ -1,0 +1,73 @@
+"""The web UI's session: one HttpOnly, SameSite=Strict cookie, sealed by the installation's key.
+
+The cookie holds the API key the user signed in with, a per-session CSRF token and when it was
+issued, encrypted and authenticated with the same Fernet key that seals stored provider keys
+(:class:`~tunepipe.db.secrets.SecretBox`): scripts cannot read it (HttpOnly), other sites never
+send it (SameSite=Strict), and nobody without the server's key can read or forge it. Every
+server sharing that key (several workers, several hosts) accepts it and nothing is kept in
+memory, so a restart signs nobody out. Each request authenticates the key again, so revoking a
+key ends its sessions at once. A ``purpose`` field keeps a sealed provider key, which the same
+box produces, from passing for a session.
+
+Every state-changing request must carry the session's CSRF token, in the ``csrf_token`` form
+field or the ``X-CSRF-Token`` header (htmx sends it, see ``static/app.js``); the token is
+compared in constant time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from tunepipe.db.secrets import SecretBox
+
+COOKIE = "tunepipe_session"
+MAX_AGE_S = 12 * 3600
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+_PURPOSE = "tunepipe-web-session"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    api_key: str
+    csrf: str
+    issued_at: float
+
+
+def issue(api_key: str) -> Session:
+    return Session(api_key=api_key, csrf=secrets.token_urlsafe(32), issued_at=time.time())
+
+
+def seal(box: SecretBox, session: Session) -> str:
+    payload = {"p": _PURPOSE, "k": session.api_key, "c": session.csrf, "t": session.issued_at}
+    sealed = box.seal(orjson.dumps(payload).decode())
+    assert sealed is not None
+    return sealed
+
+
+def unseal(box: SecretBox, cookie: str | None, *, now: float | None = None) -> Session | None:
+    """The session a cookie holds; None for a missing, forged, foreign or expired one."""
+    if not cookie or len(cookie) > 4096:
+        return None
+    try:
+        plain = box.open(cookie)
+        data = orjson.loads(plain or "")
+    except (RuntimeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("p") != _PURPOSE:
+        return None
+    key, csrf, issued = data.get("k"), data.get("c"), data.get("t")
+    if not isinstance(key, str) or not isinstance(csrf, str) or not isinstance(issued, int | float):
+        return None
+    age = (time.time() if now is None else now) - issued
+    if age < 0 or age > MAX_AGE_S:
+        return None
+    return Session(api_key=key, csrf=csrf, issued_at=float(issued))
+
+
+def csrf_ok(session: Session, given: str | None) -> bool:
+    return bool(given) and secrets.compare_digest(session.csrf.encode(), (given or "").encode())

@@ -53,10 +53,27 @@ log = logging.getLogger(__name__)
 _STOP: Any = object()
 
 
-def compress_json(value: bytes | Any) -> bytes | None:
+# How much of an over-long body its log row keeps, at most (the "head" of the marker below).
+TRUNCATED_HEAD_BYTES = 64 * 1024
+
+
+def truncated(raw: bytes, limit: int) -> bytes:
+    """The JSON a log row keeps of a body over ``limit`` bytes: a marker with the body's size
+    and its start, ``{"_truncated": true, "bytes": <size>, "head": "<start of the JSON text>"}``.
+    It is an object, so every reader of logs takes it as it takes any body; it has no
+    ``messages`` or ``choices``, so a dataset import skips the call as not a chat call."""
+    head = raw[: min(limit, TRUNCATED_HEAD_BYTES)].decode("utf-8", "ignore")
+    return orjson.dumps({"_truncated": True, "bytes": len(raw), "head": head})
+
+
+def compress_json(value: bytes | Any, limit: int | None = None) -> bytes | None:
+    """``value`` (JSON bytes, or a value to encode) compressed for a log row; one whose JSON is
+    over ``limit`` bytes is stored as its :func:`truncated` marker."""
     if value is None:
         return None
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    if limit is not None and len(raw) > limit:
+        raw = truncated(raw, limit)
     # A window no larger than the payload compresses exactly as well, and zlib sets it up far
     # faster: for a typical 300-byte body the default 32 KiB window costs 3x the compression.
     # Any window size decompresses with the default settings.
@@ -196,9 +213,14 @@ class WriterStats:
     replayed: int = 0  # written from the spools of processes that had died
 
 
-def pack(record: LogRecord) -> Packed:
-    """The record with its bodies compressed, as the spool keeps it and the rows store it."""
-    return Packed(record, compress_json(record.request), compress_json(record.response))
+def pack(record: LogRecord, max_body_bytes: int | None = None) -> Packed:
+    """The record with its bodies compressed, as the spool keeps it and the rows store it; a
+    body over ``max_body_bytes`` is kept as a marker (:func:`truncated`)."""
+    return Packed(
+        record,
+        compress_json(record.request, max_body_bytes),
+        compress_json(record.response, max_body_bytes),
+    )
 
 
 _Item = tuple[Packed, Position | None]  # a queued record and where the spool has it (if it does)
@@ -219,10 +241,14 @@ class LogWriter:
         spool_dir: Path | None = None,
         close_timeout_s: float = 10.0,
         error_log_interval_s: float = 30.0,
+        max_body_bytes: int | None = None,
     ) -> None:
-        """``spool_dir``: spool every record there (module docstring). ``retries`` bounds the attempts at a batch
-        only without a spool (with one, the spool holds the records until the database is back,
-        or until ``close_timeout_s`` into :meth:`close`)."""
+        """``spool_dir``: spool every record there (module docstring). ``retries`` bounds the
+        attempts at a batch only without a spool (with one, the spool holds the records until
+        the database is back, or until ``close_timeout_s`` into :meth:`close`).
+        ``max_body_bytes``: the largest request or response body a row keeps whole
+        (:func:`pack`)."""
+        self._max_body_bytes = max_body_bytes
         self._engine = engine
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
@@ -276,7 +302,7 @@ class LogWriter:
         """Spool and queue a record. Without a spool, wait (back-pressure) while the queue is
         full. False if it was dropped."""
         try:
-            item = pack(record)
+            item = pack(record, self._max_body_bytes)
         except Exception:  # e.g. a body orjson cannot encode; the call must not fail for its log
             self.stats.dropped += 1
             log.exception("request log %s dropped: its bodies could not be compressed", record.id)

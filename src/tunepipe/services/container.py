@@ -141,6 +141,7 @@ class Container:
             spool_dir=settings.home_dir / "spool" if settings.log_spool else None,
             close_timeout_s=settings.log_close_timeout_s,
             error_log_interval_s=settings.db_error_log_interval_s,
+            max_body_bytes=settings.log_max_body_bytes,
         )
         base_models = BaseModelService(db, settings.home_dir, feed)
         local = LocalModels(settings, base_models, feed)

@@ -9,7 +9,8 @@ Behaviour is chosen by the request, so tests need no set-up calls:
 * ``fail-midstream`` streams two chunks, then breaks the stream with an error event;
   ``stall-midstream`` streams two chunks, then nothing more (never ends);
   ``cut-midstream`` streams two chunks, then drops the connection;
-* ``slow-<ms>`` waits that long first;
+* ``slow-<ms>`` waits that long first; on ``/chat/completions`` a client that hangs up
+  meanwhile ends the wait, and the recorded request says so (``"hung_up_after_ms"``);
 * ``teacher-extract`` acts as a teacher model for distillation tests: it answers the
   compact JSON ``{"name", "age", "city"}`` read from the last user text (the first number is
   the age, the capitalised word after in/from/to the city, the first other capitalised word
@@ -63,6 +64,7 @@ FLAKY = web.AppKey("flaky", dict)
 # Options of one fake: a latency before every OpenAI-format answer, and the only keys it accepts.
 LATENCY_MS = web.AppKey("latency_ms", int)
 KEYS = web.AppKey("keys", frozenset)
+ENTRY = web.RequestKey("entry", dict)  # a request's record in REQUESTS, on the request itself
 
 
 def _text(content: Any) -> str:
@@ -77,10 +79,24 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-async def _behaviour(model: str) -> int | None:
+async def _wait(ms: int, request: web.Request | None) -> None:
+    """Sleep ``ms``; with ``request``, stop early if its client hangs up, and record when."""
+    if request is None:
+        await asyncio.sleep(ms / 1000)
+        return
+    started = time.monotonic()
+    deadline = started + ms / 1000
+    while (left := deadline - time.monotonic()) > 0:
+        if request.transport is None or request.transport.is_closing():
+            request[ENTRY]["hung_up_after_ms"] = round((time.monotonic() - started) * 1000)
+            return
+        await asyncio.sleep(min(left, 0.01))
+
+
+async def _behaviour(model: str, request: web.Request | None = None) -> int | None:
     """Sleep for ``slow-`` models; return the status a ``fail-`` model asks for."""
     if model.startswith("slow-"):
-        await asyncio.sleep(int(model.split("-")[1]) / 1000)
+        await _wait(int(model.split("-")[1]), request)
     if model.startswith("fail-") and model[5:].isdigit():
         return int(model[5:])
     return None
@@ -332,7 +348,8 @@ def _flaky(app: web.Application, body: dict[str, Any]) -> web.Response | None:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    request[ENTRY] = {"path": request.path, "headers": dict(request.headers), "body": body}
+    request.app[REQUESTS].append(request[ENTRY])
     keys = request.app[KEYS]
     auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if auth == "reject-me" or (keys and auth not in keys):
@@ -342,7 +359,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     flaky = _flaky(request.app, body)
     if flaky is not None:
         return flaky
-    status = await _behaviour(body["model"])
+    status = await _behaviour(body["model"], request)
     if status is not None:
         return _error(status, f"fake failure {status}")
     if str(body["model"]).endswith("-error"):
@@ -450,7 +467,10 @@ async def _openai_stream(
                     )
                     return resp
                 if body["model"] == "stall-midstream" and k == 1:
-                    await asyncio.sleep(3600)  # sends nothing more; the gateway's read timeout ends it
+                    # Sends nothing more, until the gateway (its read timeout) gives up on it.
+                    while request.transport is not None and not request.transport.is_closing():
+                        await asyncio.sleep(0.05)
+                    return resp
                 if body["model"] == "cut-midstream" and k == 1:
                     assert request.transport is not None
                     request.transport.abort()  # the connection dies: no error event, no [DONE]

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from conftest import migrated_engine
 from tunepipe.db.database import Database
 from tunepipe.db.projects import create_api_key, create_project
-from tunepipe.errors import AuthenticationFailed, ReadOnlyKey
+from tunepipe.errors import AuthenticationFailed, DatabaseUnavailable, ReadOnlyKey
 from tunepipe.services.projects import auth
 from tunepipe.services.projects.auth import Authenticator
 
@@ -91,3 +92,45 @@ async def test_writer_refuses_a_read_only_key(db: CountingDatabase) -> None:
         await authenticator.principal("Basic abc")
     with pytest.raises(AuthenticationFailed):
         await authenticator.principal(None)
+
+
+class FlakyDatabase(Database):
+    """A real database that can be made unreachable (every transaction refused)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.down = False
+
+    async def run(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise OperationalError("SELECT", {}, ConnectionRefusedError("connection refused"))
+        return await super().run(fn, *args, **kwargs)
+
+
+async def test_auth_database_unreachable_serves_recent_keys_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for engine in migrated_engine("sqlite", tmp_path):
+        db = FlakyDatabase(engine)
+        seen, other = key_of(db), key_of(db)
+        authenticator = Authenticator(db, ttl_s=0.01, stale_max_s=3600)
+        known = await authenticator.principal(f"Bearer {seen}")
+        db.down = True
+        await asyncio.sleep(0.02)  # past the TTL: the next use reads the database again
+        for _ in range(5):
+            assert await authenticator.principal(f"Bearer {seen}") == known  # served as last read
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await authenticator.principal(f"Bearer {other}")  # never read: not a 401, not a 500
+        assert refused.value.status_code == 503 and refused.value.code == "database_unavailable"
+        assert len([r for r in caplog.records if "database unreachable" in r.getMessage()]) == 1
+        authenticator.forget(known.key_id)  # a change notice (revoked, say): no longer served
+        with pytest.raises(DatabaseUnavailable):
+            await authenticator.principal(f"Bearer {seen}")
+        db.down = False
+        assert await authenticator.principal(f"Bearer {seen}") == known
+        short = Authenticator(db, ttl_s=0.01, stale_max_s=0.05)
+        await short.principal(f"Bearer {seen}")
+        db.down = True
+        await asyncio.sleep(0.1)  # older than stale_max_s: refused
+        with pytest.raises(DatabaseUnavailable):
+            await short.principal(f"Bearer {seen}")

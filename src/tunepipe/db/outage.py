@@ -93,7 +93,12 @@ class LastKnown(Generic[K, V]):
 
     def recall(self, key: K, error: BaseException) -> V:
         """The value last read for ``key`` if recent enough, else :class:`DatabaseUnavailable`."""
-        self._outage.error("database unreachable (%s): %s served as last read", summary(error), self._what)
+        self._outage.error(
+            "database unreachable (%s): API keys and project settings read in the last %.0f s are "
+            "served as they were, other keys get 503 database_unavailable",
+            summary(error),
+            self._max_age_s,
+        )
         found = self._values.get(key)
         if found is not None and time.monotonic() - found[0] <= self._max_age_s:
             return found[1]

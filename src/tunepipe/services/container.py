@@ -25,6 +25,7 @@ from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
 from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
+from tunepipe.db.outage import Throttled
 from tunepipe.db.secrets import SecretBox
 from tunepipe.graders import Limits
 from tunepipe.providers.http import new_session
@@ -143,10 +144,12 @@ class Container:
             error_log_interval_s=settings.db_error_log_interval_s,
             max_body_bytes=settings.log_max_body_bytes,
         )
+        # One line per interval for the whole process while the database cannot be reached.
+        outage = Throttled(logging.getLogger("tunepipe.db.outage"), settings.db_error_log_interval_s)
         base_models = BaseModelService(db, settings.home_dir, feed)
         local = LocalModels(settings, base_models, feed)
         serving = FineTuneServing(settings, db, local, feed)
-        router = Router(settings, db, box, session, local, serving, feed)
+        router = Router(settings, db, box, session, local, serving, feed, outage)
         fine_tunes = FineTuneService(settings, db, local=local, serving=serving, feed=feed)
         attempts = settings.job_max_attempts
         logger = RequestLogger(writer, tracer)
@@ -171,7 +174,9 @@ class Container:
             feed=feed,
             session=session,
             writer=writer,
-            auth=Authenticator(db, settings.auth_cache_ttl_s, feed),
+            auth=Authenticator(
+                db, settings.auth_cache_ttl_s, feed, stale_max_s=settings.db_stale_max_s, outage=outage
+            ),
             projects=ProjectService(db, feed),
             providers=ProviderService(db, box, feed),
             base_models=base_models,

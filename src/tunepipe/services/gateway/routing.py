@@ -2,7 +2,8 @@
 
 Per-project provider settings override the environment defaults; both are read through a
 short-lived cache (dropped on every change notice, :mod:`tunepipe.services.changes`) so routing
-costs no database round trip on the hot path. ``local:<name>`` is served by the local engine and
+costs no database round trip on the hot path; while the database cannot be reached, what was
+last read is served (up to ``db_stale_max_s`` old). ``local:<name>`` is served by the local engine and
 ``openpipe:<slug>`` by whatever resolves fine-tunes (:class:`FineTuneResolver`, injected: the
 router knows nothing of training).
 
@@ -15,6 +16,7 @@ as before, a fine-tune.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +28,7 @@ from tunepipe.db import moa as moa_repo
 from tunepipe.db import provider_config
 from tunepipe.db import routing as routing_repo
 from tunepipe.db.database import Database
+from tunepipe.db.outage import LastKnown, Throttled, unavailable
 from tunepipe.db.secrets import SecretBox
 from tunepipe.domain.moa import BUILTIN, MoaConfig, ProjectMoa, single
 from tunepipe.domain.model_ref import MOA_SLUG_PREFIX, ModelRef, RouteKind, names_moa, parse_model
@@ -92,6 +95,7 @@ class Router:
         local: LocalModels,
         fine_tunes: FineTuneResolver,
         feed: ChangeFeed | None = None,
+        outage: Throttled | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
@@ -100,14 +104,23 @@ class Router:
         self.local = local
         self._fine_tunes = fine_tunes
         self._providers = alru_cache(maxsize=MAX_CACHED_PROJECTS, ttl=settings.auth_cache_ttl_s)(self._load)
+        # Served while the database cannot be reached, as API keys are (projects/auth.py).
+        self._last: LastKnown[str, ProjectProviders] = LastKnown(
+            "project settings",
+            maxsize=MAX_CACHED_PROJECTS,
+            max_age_s=settings.db_stale_max_s,
+            outage=outage or Throttled(logging.getLogger(__name__), settings.db_error_log_interval_s),
+        )
         if feed is not None:
             feed.subscribe(PROVIDERS_SCOPE, self._forget)
 
     def _forget(self, project_id: str | None) -> None:
         if project_id is None:
             self._providers.cache_clear()
+            self._last.forget()
         else:
             self._providers.cache_invalidate(project_id)
+            self._last.forget(lambda key, _: key == project_id)
 
     async def project_providers(self, project_id: str) -> ProjectProviders:
         return await self._providers(project_id)
@@ -124,7 +137,12 @@ class Router:
                 moa=moa_repo.list_configs(conn, project_id),
             )
 
-        return await self._db.run(load)
+        try:
+            return self._last.remember(project_id, await self._db.run(load))
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            return self._last.recall(project_id, exc)  # or DatabaseUnavailable (503)
 
     async def fallback_chain(self, principal: Principal, model: str) -> FallbackChain | None:
         """The project's default fallbacks and retries for ``model``, if it set any."""

@@ -46,8 +46,8 @@ def seen(
 
 
 def test_node_openai_completion_echoes_and_is_logged(gateway: Gateway, seen: dict[str, Any]) -> None:
-    lock = (HERE / "node" / "package.json").read_text()
-    assert f'"openai": "{seen["sdk_version"]}"' in lock
+    pins = (HERE / "node" / "package.json").read_text()
+    assert f'"openai": "{seen["sdk_version"]}"' in pins
     assert seen["completion"] == {"text": "echo: hello from node", "finish_reason": "stop", "total_tokens": 7}
     [logged] = logged_calls(gateway, "hello from node")
     assert logged["model"] == MODEL and logged["statusCode"] == 200

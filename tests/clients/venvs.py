@@ -3,8 +3,10 @@ requirements file and ``node_modules`` per npm lockfile, each built once and cac
 ``.cache/clients/<name>-<hash of its pins>``, and the way a client script runs in one.
 
 A cache entry is built beside its final place and moved there whole, so a concurrent or
-interrupted build never leaves a half-installed environment behind the cache key. Tests are
-skipped (never failed) only when the package registry cannot be reached.
+interrupted build never leaves a half-installed environment behind the cache key. The move
+leaves console scripts' shebangs naming the build directory, so commands run as
+``python -m <module>``. Tests are skipped (never failed) only when the package registry cannot
+be reached.
 """
 
 from __future__ import annotations

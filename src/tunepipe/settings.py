@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tunepipe.domain.network import NetworkPolicy
+
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(f"TUNEPIPE_{name}", name)
@@ -56,7 +58,6 @@ class Settings(BaseSettings):
         description="Largest request or response body kept whole in a log row (bytes of JSON); a "
         'larger one is stored as `{"_truncated": true, "bytes": <size>, "head": "<its start>"}`.',
     )
-
 
     log_queue_size: int = Field(
         20_000, description="Log records held in memory before handlers wait for the writer (back-pressure)."
@@ -147,6 +148,20 @@ class Settings(BaseSettings):
     )
     gemini_api_key: str | None = Field(
         None, validation_alias=_env("GEMINI_API_KEY"), description="Default Gemini key."
+    )
+
+    upstream_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where URLs a project sets (external providers, provider-key base URLs) may "
+        "lead besides public addresses, comma-separated: networks (`10.0.0.0/8`), addresses "
+        "(`127.0.0.1`, `::1`) and host names (`vllm.internal`, `*.svc.cluster.local`). URLs set "
+        "in this environment (`OPENAI_BASE_URL`, …) are trusted as they are.",
+    )
+    upstream_allow_private: bool = Field(
+        False,
+        description="Let URLs a project sets lead to loopback and private addresses too (RFC 1918, "
+        "CGNAT, unique-local IPv6); link-local, multicast and reserved ones stay refused unless "
+        "`upstream_allow` names them.",
     )
 
     default_model: bool = Field(
@@ -246,12 +261,23 @@ class Settings(BaseSettings):
         "`gen_ai.output.messages`).",
     )
 
-    @field_validator("worker_kinds", "cors_origins", mode="before")
+    @field_validator("worker_kinds", "cors_origins", "upstream_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("upstream_allow")
+    @classmethod
+    def _network_entries(cls, value: list[str]) -> list[str]:
+        NetworkPolicy.parse(value)  # a bad entry stops the server at startup, not a call later
+        return value
+
+    @property
+    def network_policy(self) -> NetworkPolicy:
+        """Where URLs a project chose may lead (:mod:`tunepipe.domain.network`)."""
+        return NetworkPolicy.parse(self.upstream_allow, allow_private=self.upstream_allow_private)
 
     @property
     def home_dir(self) -> Path:

@@ -32,6 +32,7 @@ from tunepipe.web import views
 from tunepipe.web.render import Pages, redirect
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 MAX_TEXT = 500  # the longest filter value a page accepts
 
 NAV = (
@@ -284,20 +285,31 @@ def _log_filter(given: dict[str, str]) -> LogFilter:
     return dataclasses.replace(query_filter(items), judges=False)
 
 
-def _query(given: dict[str, str], **page: str) -> str:
-    return urlencode({k: v for k, v in {**given, **page}.items() if v})
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "")
+    if not raw:
+        return PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"`limit` must be between 1 and {MAX_PAGE_SIZE}", param="limit")
+    return int(raw)
+
+
+def _query(given: dict[str, str], limit: int, **page: str | None) -> str:
+    params = {**given, "limit": str(limit) if limit != PAGE_SIZE else "", **page}
+    return urlencode({k: v for k, v in params.items() if v})
 
 
 async def _logs(request: Request, signed: Signed) -> Response:
     given = _filters(request)
     f = _log_filter(given)
+    limit = _limit(request)
     logs = _container(request).logs
     cursor, before = request.query_params.get("cursor"), request.query_params.get("before")
     if before:
-        calls, newer = await logs.page_newer(signed.principal, f, before, PAGE_SIZE)
+        calls, newer = await logs.page_newer(signed.principal, f, before, limit)
         older = logs.cursor_of(calls[-1]) if calls else None
     else:
-        calls, older = await logs.page(signed.principal, f, cursor or None, PAGE_SIZE, False)
+        calls, older = await logs.page(signed.principal, f, cursor or None, limit, False)
         newer = bool(cursor)
     context = _base(
         request,
@@ -306,14 +318,15 @@ async def _logs(request: Request, signed: Signed) -> Response:
         tags=views.tags,
         given=given,
         filtered=any(given.values()),
+        limit=limit if limit != PAGE_SIZE else None,
         ranges=(
             ("", "Any time"),
             ("15m", "Last 15 minutes"),
             ("24h", "Last 24 hours"),
             ("7d", "Last 7 days"),
         ),
-        older_url=f"/logs?{_query(given, cursor=older)}" if older else None,
-        newer_url=f"/logs?{_query(given, before=logs.cursor_of(calls[0]))}" if newer and calls else None,
+        older_url=f"/logs?{_query(given, limit, cursor=older)}" if older else None,
+        newer_url=f"/logs?{_query(given, limit, before=logs.cursor_of(calls[0]))}" if newer and calls else None,
     )
     return _pages(request).render(request, "logs.html", context)
 

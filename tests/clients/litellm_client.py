@@ -1,9 +1,10 @@
 """Run in the ecosystem virtualenv (tests/clients/ecosystem-requirements.txt) against a live
 ``tunepipe serve``: the litellm SDK with tunepipe as an OpenAI-compatible ``api_base`` — a
-completion, a stream, a tool call, a pydantic ``response_format``, the async forms and the
-Responses API. Prints one JSON object of what each returned, for test_litellm.py to check.
+completion, a stream, a tool call, a pydantic ``response_format``, the async forms, an
+embedding and the Responses API. Prints one JSON object of what each returned, for
+test_litellm.py to check.
 
-Usage: ``python litellm_client.py <base_url> <api_key> <model>``
+Usage: ``python litellm_client.py <base_url> <api_key> <model> <embedding_model>``
 """
 
 from __future__ import annotations
@@ -73,12 +74,17 @@ async def _async(call: dict[str, Any]) -> dict[str, Any]:
     return {"acompletion": answer.choices[0].message.content, "astream": pieces}
 
 
-def main(base_url: str, api_key: str, model: str) -> dict[str, Any]:
+def main(base_url: str, api_key: str, model: str, embedding_model: str) -> dict[str, Any]:
     litellm.disable_hf_tokenizer_download = True
     call: dict[str, Any] = {"model": f"openai/{model}", "api_base": base_url, "api_key": api_key}
     out: dict[str, Any] = {"version": version("litellm")}
     out.update(_sync(call))
     out.update(asyncio.run(_async(call)))
+    embedded = litellm.embedding(**{**call, "model": f"openai/{embedding_model}"}, input=["hello vectors"])
+    out["embedding"] = {
+        "vector": embedded.data[0]["embedding"],
+        "prompt_tokens": embedded.usage.prompt_tokens,
+    }
     response = litellm.responses(**call, input="hello responses")
     out["responses"] = {
         "id": response.id,
@@ -96,4 +102,4 @@ def main(base_url: str, api_key: str, model: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:4])))
+    print(json.dumps(main(*sys.argv[1:5])))

@@ -1,6 +1,6 @@
 """litellm's SDK with tunepipe as an OpenAI-compatible ``api_base`` (``model="openai/<model>"``):
-a completion, a stream, tools, a pydantic ``response_format``, ``acompletion`` and
-``litellm.responses``.
+a completion, a stream, tools, a pydantic ``response_format``, ``acompletion``,
+``litellm.embedding`` and ``litellm.responses``.
 
 The client runs in the ecosystem virtualenv (``ecosystem_python``) as a subprocess against the
 live server, with litellm's price table read from the package (``LITELLM_LOCAL_MODEL_COST_MAP``)
@@ -17,9 +17,11 @@ import pytest
 from clients.conftest import logged_calls
 from clients.venvs import run_json
 from conftest import FakeProvider, Gateway
+from fakes.provider import fake_vector
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gemini:gemini-2.0-flash"
+EMBEDDING = "openai:text-embedding-3-small"
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,7 +35,7 @@ pytestmark = [
 def seen(gateway: Gateway, fake_provider: FakeProvider, ecosystem_python: Path) -> dict[str, Any]:
     fake_provider.clear()
     out = run_json(
-        [ecosystem_python, HERE / "litellm_client.py", f"{gateway.root}/v1", gateway.key, MODEL],
+        [ecosystem_python, HERE / "litellm_client.py", f"{gateway.root}/v1", gateway.key, MODEL, EMBEDDING],
     )
     out["fake_requests"] = fake_provider.requests()
     return out
@@ -73,3 +75,7 @@ def test_litellm_responses_answers_and_streams(seen: dict[str, Any]) -> None:
     stream = seen["responses_stream"]
     assert stream["text"] == "echo: streamed responses"
     assert stream["kinds"][0] == "response.created" and stream["kinds"][-1] == "response.completed"
+
+
+def test_litellm_embedding_is_the_providers_vector(seen: dict[str, Any]) -> None:
+    assert seen["embedding"] == {"vector": fake_vector("hello vectors", 8), "prompt_tokens": 2}

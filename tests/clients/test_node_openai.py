@@ -18,10 +18,12 @@ import pytest
 from clients.conftest import logged_calls
 from clients.venvs import run_json
 from conftest import FakeProvider, Gateway
+from fakes.provider import fake_vector
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gemini:gemini-2.0-flash"
 AGENT = "gemini:tool-then-answer"
+EMBEDDING = "openai:text-embedding-3-small"
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,7 +42,7 @@ def seen(
     shutil.copy(HERE / "node" / "client.mjs", where / "client.mjs")
     (where / "node_modules").symlink_to(node_openai, target_is_directory=True)
     fake_provider.clear()
-    out = run_json(["node", where / "client.mjs", f"{gateway.root}/v1", gateway.key, MODEL, AGENT])
+    out = run_json(["node", where / "client.mjs", f"{gateway.root}/v1", gateway.key, MODEL, AGENT, EMBEDDING])
     out["fake_requests"] = fake_provider.requests()
     return out
 
@@ -90,3 +92,12 @@ def test_node_openai_responses_answer_and_stream(seen: dict[str, Any]) -> None:
 
 def test_node_openai_bad_key_raises_authentication_error(seen: dict[str, Any]) -> None:
     assert seen["bad_key"] == {"status": 401, "type": "authentication_error", "code": "invalid_api_key"}
+
+
+def test_node_openai_embeddings_decode_to_the_providers_vectors(seen: dict[str, Any]) -> None:
+    assert seen["embeddings"] == {
+        "vectors": [fake_vector("hello vectors", 8), fake_vector("two", 8)],
+        "prompt_tokens": 3,
+    }
+    [sent] = [r["body"] for r in seen["fake_requests"] if r["path"] == "/v1/embeddings"]
+    assert sent["encoding_format"] == "base64" and sent["model"] == "text-embedding-3-small"

@@ -1,16 +1,16 @@
 // The openai npm SDK against a live `tunepipe serve`: a chat completion, a stream, a tool call,
-// the SDK's own tool loop, structured output with the zod helper, and the Responses API (a call
-// and a stream). Prints one JSON object of what each returned, for
+// the SDK's own tool loop, structured output with the zod helper, the Responses API (a call, a
+// stream, a parse), embeddings and a bad key's error. Prints one JSON object of what each returned, for
 // tests/clients/test_node_openai.py to check.
 //
-// Usage: node client.mjs <base_url> <api_key> <model> <agent_model>
+// Usage: node client.mjs <base_url> <api_key> <model> <agent_model> <embedding_model>
 
 import OpenAI from "openai";
 import { zodResponseFormat, zodTextFormat } from "openai/helpers/zod";
 import { VERSION } from "openai/version";
 import { z } from "zod";
 
-const [baseURL, apiKey, model, agentModel] = process.argv.slice(2);
+const [baseURL, apiKey, model, agentModel, embeddingModel] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
 const out = { sdk_version: VERSION };
 
@@ -107,6 +107,13 @@ const rparsed = await client.responses.parse({
   text: { format: zodTextFormat(Person, "person") },
 });
 out.responses_structured = rparsed.output_parsed;
+
+// The SDK asks for base64 vectors unless told otherwise, and decodes them itself.
+const embedded = await client.embeddings.create({ model: embeddingModel, input: ["hello vectors", "two"] });
+out.embeddings = {
+  vectors: embedded.data.map((d) => d.embedding),
+  prompt_tokens: embedded.usage.prompt_tokens,
+};
 
 try {
   await new OpenAI({ baseURL, apiKey: "not-a-key", maxRetries: 0 }).models.list();

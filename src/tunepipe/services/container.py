@@ -7,7 +7,7 @@ given as its :class:`~tunepipe.services.gateway.routing.FineTuneResolver`, and t
 service uses the serving half too; nothing is assigned after construction.
 
 Building does no I/O beyond opening the database (and migrating it when asked); the upstream
-HTTP session, the log writer's task and the settings change feed start in :meth:`Container.open`
+HTTP sessions, the log writer's task and the settings change feed start in :meth:`Container.open`
 because they need the running event loop.
 """
 
@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from tunepipe.db.database import Database
@@ -28,7 +27,7 @@ from tunepipe.db.migrate import upgrade
 from tunepipe.db.outage import Throttled
 from tunepipe.db.secrets import SecretBox
 from tunepipe.graders import Limits
-from tunepipe.providers.http import new_session
+from tunepipe.providers.http import Upstreams
 from tunepipe.services.changes import ChangeFeed
 from tunepipe.services.criteria.alignment import Alignment
 from tunepipe.services.criteria.service import CriteriaService
@@ -87,7 +86,7 @@ class Container:
     db: Database
     box: SecretBox
     feed: ChangeFeed
-    session: aiohttp.ClientSession
+    upstreams: Upstreams
     writer: LogWriter
     auth: Authenticator
     projects: ProjectService
@@ -127,7 +126,7 @@ class Container:
         cls,
         settings: Settings,
         db: Database,
-        session: aiohttp.ClientSession,
+        upstreams: Upstreams,
         tracer: CallTracer | None = None,
     ) -> Container:
         """Wire the graph (no I/O); ``tracer`` traces every model call."""
@@ -149,7 +148,7 @@ class Container:
         base_models = BaseModelService(db, settings.home_dir, feed)
         local = LocalModels(settings, base_models, feed)
         serving = FineTuneServing(settings, db, local, feed)
-        router = Router(settings, db, box, session, local, serving, feed, outage)
+        router = Router(settings, db, box, upstreams, local, serving, feed, outage)
         fine_tunes = FineTuneService(settings, db, local=local, serving=serving, feed=feed)
         attempts = settings.job_max_attempts
         logger = RequestLogger(writer, tracer)
@@ -172,23 +171,23 @@ class Container:
             db=db,
             box=box,
             feed=feed,
-            session=session,
+            upstreams=upstreams,
             writer=writer,
             auth=Authenticator(
                 db, settings.auth_cache_ttl_s, feed, stale_max_s=settings.db_stale_max_s, outage=outage
             ),
             projects=ProjectService(db, feed),
-            providers=ProviderService(db, box, feed),
+            providers=ProviderService(db, box, upstreams, feed),
             base_models=base_models,
             local=local,
             serving=serving,
             router=router,
             catalog=ModelCatalog(router, fine_tunes),
             chat=chat,
-            messages=MessagesService(chat, router, logger, limits, session),
+            messages=MessagesService(chat, router, logger, limits),
             embeddings=EmbeddingsService(settings, router, logger, limits),
             completions=CompletionsService(router, logger, limits),
-            responses=ResponsesService(chat, db, OpenAIResponses(router, session, logger, limits)),
+            responses=ResponsesService(chat, db, OpenAIResponses(router, logger, limits)),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),
@@ -231,10 +230,8 @@ class Container:
         calls go, instead of the OTLP endpoint of the settings (if any).
         """
         db = open_database(settings, migrate=migrate)
-        session = new_session(
-            connect_timeout_s=settings.upstream_connect_timeout_s, read_timeout_s=settings.upstream_timeout_s
-        )
-        c = cls.build(settings, db, session, CallTracer.build(settings, span_exporter))
+        upstreams = Upstreams.open(settings)
+        c = cls.build(settings, db, upstreams, CallTracer.build(settings, span_exporter))
         # Servers and workers write what dead processes left in the spool; a one-shot command
         # does not wait for that.
         c.writer.start(replay=follow_changes)
@@ -250,7 +247,7 @@ class Container:
             c.local.close()
             c.embeddings.close()
             await c.writer.close()
-            await session.close()
+            await upstreams.close()
             db.dispose()
             if c.tracer is not None:
                 c.tracer.shutdown()

@@ -110,13 +110,11 @@ class MessagesService:
         router: Router,
         logger: RequestLogger,
         limits: RateLimits,
-        session: aiohttp.ClientSession,
     ) -> None:
         self._chat = chat
         self._router = router
         self._logger = logger
         self._limits = limits
-        self._session = session
 
     async def create(
         self, principal: Principal, raw: bytes, headers: Mapping[str, str]
@@ -157,10 +155,10 @@ class MessagesService:
         ref = parse_model(req.model)
         if ref.kind is not RouteKind.ANTHROPIC:
             raise InvalidRequest("Token counting is available for anthropic: models only.", param="model")
-        url, upstream_headers = await self._upstream(principal, headers)
+        session, url, upstream_headers = await self._upstream(principal, headers)
         data = orjson.dumps({**body, "model": ref.name})
         answer = orjson.loads(
-            await post_json(self._session, f"{url}/count_tokens", data, upstream_headers, PROVIDER)
+            await post_json(session, f"{url}/count_tokens", data, upstream_headers, PROVIDER)
         )
         if not isinstance(answer, dict):
             raise UpstreamUnavailable(f"{PROVIDER} returned a token count that is not an object")
@@ -193,9 +191,11 @@ class MessagesService:
             await self._logger.failure(self._call(principal, body, headers), exc)
             raise
 
-    async def _upstream(self, principal: Principal, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-        """The Anthropic Messages URL and request headers for this project: its own key and
-        base URL, else the operator's, as chat's Anthropic route resolves them."""
+    async def _upstream(
+        self, principal: Principal, headers: Mapping[str, str]
+    ) -> tuple[aiohttp.ClientSession, str, dict[str, str]]:
+        """The session, Anthropic Messages URL and request headers for this project: its own
+        key and base URL, else the operator's, as chat's Anthropic route resolves them."""
         providers = await self._router.project_providers(principal.project.id)
         base_url, api_key = self._router.credentials(RouteKind.ANTHROPIC, providers)
         out = {
@@ -205,7 +205,7 @@ class MessagesService:
         out.update({name: headers[name] for name in _FORWARDED if headers.get(name)})
         if api_key:
             out["x-api-key"] = api_key
-        return f"{base_url.rstrip('/')}/v1/messages", out
+        return self._router.session_for(base_url), f"{base_url.rstrip('/')}/v1/messages", out
 
     async def _pass_through(
         self,
@@ -223,16 +223,16 @@ class MessagesService:
         call.price = price_for(RouteKind.ANTHROPIC, ref.name)
         ticket: Ticket | None = None
         try:
-            url, upstream_headers = await self._upstream(principal, headers)
+            session, url, upstream_headers = await self._upstream(principal, headers)
             ticket = await self._limits.admit(principal)
             data = orjson.dumps({**body, "model": ref.name})
             if req.stream:
                 resp = await open_response(
-                    self._session, url, data, {**upstream_headers, "accept": "text/event-stream"}, PROVIDER
+                    session, url, data, {**upstream_headers, "accept": "text/event-stream"}, PROVIDER
                 )
                 relay = _Relay(self._logger, self._limits, call, ticket, ref.name)
                 return MessageStream(relay.events(resp), dict(ticket.headers) if ticket else {})
-            raw = await post_json(self._session, url, data, upstream_headers, PROVIDER)
+            raw = await post_json(session, url, data, upstream_headers, PROVIDER)
         except TunepipeError as exc:
             await self._limits.release(ticket, 0)
             await self._logger.failure(call, exc, streamed=bool(req.stream))

@@ -38,6 +38,7 @@ from tunepipe.domain.routing import FallbackChain
 from tunepipe.errors import InvalidRequest, NotFound, PermissionDenied
 from tunepipe.providers.anthropic import AnthropicProvider
 from tunepipe.providers.base import ChatProvider
+from tunepipe.providers.http import Upstreams
 from tunepipe.providers.moa import Agent, MoaProvider
 from tunepipe.providers.openai_compat import OpenAICompatProvider
 from tunepipe.services.changes import ChangeFeed
@@ -91,7 +92,7 @@ class Router:
         settings: Settings,
         db: Database,
         box: SecretBox,
-        session: aiohttp.ClientSession,
+        upstreams: Upstreams,
         local: LocalModels,
         fine_tunes: FineTuneResolver,
         feed: ChangeFeed | None = None,
@@ -100,7 +101,7 @@ class Router:
         self._settings = settings
         self._db = db
         self._box = box
-        self._session = session
+        self._upstreams = upstreams
         self.local = local
         self._fine_tunes = fine_tunes
         self._providers = alru_cache(maxsize=MAX_CACHED_PROJECTS, ttl=settings.auth_cache_ttl_s)(self._load)
@@ -147,6 +148,11 @@ class Router:
     async def fallback_chain(self, principal: Principal, model: str) -> FallbackChain | None:
         """The project's default fallbacks and retries for ``model``, if it set any."""
         return (await self.project_providers(principal.project.id)).fallbacks.get(model)
+
+    def session_for(self, base_url: str) -> aiohttp.ClientSession:
+        """The session to call ``base_url`` with: a URL a project chose goes through the one the
+        network policy guards, the operator's own as configured."""
+        return self._upstreams.session_for(base_url)
 
     def credentials(self, kind: RouteKind, providers: ProjectProviders) -> tuple[str, str | None]:
         s = self._settings
@@ -196,10 +202,12 @@ class Router:
         base_url, api_key = self.credentials(ref.kind, providers)
         provider: ChatProvider
         if ref.kind is RouteKind.ANTHROPIC:
-            provider = AnthropicProvider(self._session, base_url=base_url, api_key=api_key)
+            provider = AnthropicProvider(self.session_for(base_url), base_url=base_url, api_key=api_key)
         else:
             name = "Gemini" if ref.kind is RouteKind.GEMINI else "OpenAI"
-            provider = OpenAICompatProvider(self._session, base_url=base_url, api_key=api_key, name=name)
+            provider = OpenAICompatProvider(
+                self.session_for(base_url), base_url=base_url, api_key=api_key, name=name
+            )
         return Route(ref=ref, provider=provider, price=price_for(ref.kind, ref.name))
 
     async def _named_mixture(self, principal: Principal, ref: ModelRef) -> Route | None:
@@ -254,7 +262,7 @@ class Router:
             if m.slug == ref.name and (m.input_cost_per_m is not None or m.output_cost_per_m is not None):
                 price = Price(m.input_cost_per_m or 0.0, m.output_cost_per_m or 0.0)
         provider = OpenAICompatProvider(
-            self._session,
+            self.session_for(ext.base_url),
             base_url=ext.base_url,
             api_key=ext.api_key,
             name=f"external provider {ext.slug!r}",

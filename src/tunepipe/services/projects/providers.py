@@ -1,7 +1,9 @@
 """A project's provider credentials and external (OpenAI/Azure-compatible) model providers.
 
 Every change is recorded in the settings change feed in its own transaction, so this process
-and every other one route the next call with it (:mod:`tunepipe.services.changes`).
+and every other one route the next call with it (:mod:`tunepipe.services.changes`). A base URL
+is refused unless the operator's network policy allows where it leads
+(:mod:`tunepipe.domain.network`); the guarded session checks again on every connection.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tunepipe.db.secrets import SecretBox
 from tunepipe.domain.model_ref import LOCAL_PROVIDER
 from tunepipe.domain.projects import ExternalModel, ExternalProvider, ProviderKey
 from tunepipe.errors import InvalidRequest, NotFound
+from tunepipe.providers.http import Upstreams
 from tunepipe.services.changes import ChangeFeed, write_and_announce
 
 BUILTIN = ("openai", "anthropic", "gemini")
@@ -31,9 +34,12 @@ T = TypeVar("T")
 
 
 class ProviderService:
-    def __init__(self, db: Database, box: SecretBox, feed: ChangeFeed | None = None) -> None:
+    def __init__(
+        self, db: Database, box: SecretBox, upstreams: Upstreams, feed: ChangeFeed | None = None
+    ) -> None:
         self._db = db
         self._box = box
+        self._upstreams = upstreams
         self._feed = feed
 
     async def _write(self, project_id: str, fn: Callable[[Connection], T]) -> T:
@@ -49,6 +55,8 @@ class ProviderService:
             )
         if not api_key and not base_url:
             raise InvalidRequest("Give an API key, a base URL, or both", param="apiKey")
+        if base_url:
+            await self._upstreams.check(base_url)
         await self._write(
             project_id,
             lambda conn: provider_config.set_provider_key(
@@ -88,6 +96,7 @@ class ProviderService:
             raise InvalidRequest(f"kind must be one of {', '.join(EXTERNAL_KINDS)}", param="kind")
         if not base_url.startswith(("http://", "https://")):
             raise InvalidRequest("baseUrl must be an http(s) URL", param="baseUrl")
+        await self._upstreams.check(base_url)
         return await self._write(
             project_id,
             lambda conn: provider_config.create_external_provider(

@@ -29,7 +29,13 @@ from tunepipe.domain.projects import Principal
 from tunepipe.domain.request_context import current_request_id
 from tunepipe.errors import InvalidRequest, PermissionDenied, TunepipeError, UpstreamError
 from tunepipe.protocol.responses import ResponsesRequest, chat_body, chat_view
-from tunepipe.providers.http import error_from_response, open_response, post_json, transport_error
+from tunepipe.providers.http import (
+    error_from_response,
+    is_guarded,
+    open_response,
+    post_json,
+    transport_error,
+)
 from tunepipe.providers.sse import aiter_events
 from tunepipe.services.gateway.limits import RateLimits, Ticket
 from tunepipe.services.gateway.requests import read_options
@@ -78,19 +84,18 @@ class OpenAIResponses:
     def __init__(
         self,
         router: Router,
-        session: aiohttp.ClientSession,
         logger: RequestLogger,
         limits: RateLimits,
     ) -> None:
         self._router = router
-        self._session = session
         self._logger = logger
         self._limits = limits
 
     async def _open(
         self, principal: Principal, req: ResponsesRequest, body: dict[str, Any], headers: Mapping[str, str]
-    ) -> tuple[_Pass, str, dict[str, str]]:
-        """Route, admit and begin the log record: (the call, the URL, the upstream headers)."""
+    ) -> tuple[_Pass, aiohttp.ClientSession, str, dict[str, str]]:
+        """Route, admit and begin the log record: (the call, the session, the URL, the upstream
+        headers)."""
         options = read_options(headers)
         call = CallLog(
             project_id=principal.project.id,
@@ -120,7 +125,7 @@ class OpenAIResponses:
         upstream = {"Content-Type": "application/json"}
         if api_key:
             upstream["Authorization"] = f"Bearer {api_key}"
-        return state, f"{base_url.rstrip('/')}/responses", upstream
+        return state, self._router.session_for(base_url), f"{base_url.rstrip('/')}/responses", upstream
 
     async def create(
         self,
@@ -131,10 +136,10 @@ class OpenAIResponses:
         on_final: OnFinal,
     ) -> tuple[bytes, dict[str, str]]:
         """A non-streamed call: the upstream's bytes and the response headers."""
-        state, url, upstream = await self._open(principal, req, body, headers)
+        state, session, url, upstream = await self._open(principal, req, body, headers)
         out = {**body, "model": state.upstream_model}
         try:
-            raw = await post_json(self._session, url, orjson.dumps(out), upstream, _PROVIDER)
+            raw = await post_json(session, url, orjson.dumps(out), upstream, _PROVIDER)
         except TunepipeError as exc:
             await self._limits.release(state.ticket, 0)
             await self._logger.failure(state.call, exc)
@@ -160,14 +165,16 @@ class OpenAIResponses:
         )
         url = f"{base_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        session = self._router.session_for(base_url)
+        guarded = is_guarded(session)
         try:
-            async with self._session.request(method, url, headers=headers) as resp:
+            async with session.request(method, url, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 300:
-                    raise error_from_response(resp.status, raw, _PROVIDER, resp.headers)
+                    raise error_from_response(resp.status, raw, _PROVIDER, resp.headers, guarded=guarded)
                 return raw
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, _PROVIDER) from exc
+            raise transport_error(exc, _PROVIDER, guarded=guarded) from exc
 
     async def stream(
         self,
@@ -178,11 +185,11 @@ class OpenAIResponses:
         on_final: OnFinal,
     ) -> tuple[AsyncIterator[RawEvent], dict[str, str]]:
         """Open the upstream stream (errors raise here, before anything is sent)."""
-        state, url, upstream = await self._open(principal, req, body, headers)
+        state, session, url, upstream = await self._open(principal, req, body, headers)
         upstream["Accept"] = "text/event-stream"
         out = {**body, "model": state.upstream_model}
         try:
-            resp = await open_response(self._session, url, orjson.dumps(out), upstream, _PROVIDER)
+            resp = await open_response(session, url, orjson.dumps(out), upstream, _PROVIDER)
         except TunepipeError as exc:
             await self._limits.release(state.ticket, 0)
             await self._logger.failure(state.call, exc, streamed=True)

@@ -18,7 +18,11 @@ performance issue (see ``docs/performance.md``):
   **every feature enabled but not triggered** (a key with rate limits that are counted but never
   reached, a model with a default fallback chain and retries, a mixture-of-agents configuration
   in the project, the cache store ready but not asked) must stay within 10 % of the plain runs
-  and meet the same targets.
+  and meet the same targets;
+* the request-log **spool** (every record appended to a local file before the call is
+  answered, ``docs/logging.md``): a second gateway with ``TUNEPIPE_LOG_SPOOL=false``, measured
+  right after the first at each concurrency; what the spool adds to p50 at concurrency 1 must
+  stay within 0.5 ms (and its share of throughput is printed).
 
 Not a test: timings depend on the machine, so the script prints PASS/FAIL per target and exits
 non-zero only when the setup is broken (missing tools, a server that does not start, failed
@@ -48,6 +52,7 @@ from pathlib import Path
 TARGET_ADDED_P50_MS = 0.5
 TARGET_RPS_C32 = 3_000.0
 FEATURES_SHARE = 0.9  # enabled-but-idle features keep at least 90 % of the plain numbers
+TARGET_SPOOL_ADDED_P50_MS = 0.5
 
 API_KEY = "opk_bench" + "x" * 38  # the key format: opk_ + 42 alphanumerics
 REQUEST = {
@@ -279,9 +284,11 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def gateway(tmp: Path, upstream: str, log_path: Path) -> Iterator[Gateway]:
+def gateway(
+    tmp: Path, upstream: str, log_path: Path, *, home_name: str = "home", extra: dict[str, str] | None = None
+) -> Iterator[Gateway]:
     port = free_port()
-    home = tmp / "home"
+    home = tmp / home_name
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNEPIPE_", "OPENAI_"))}
     env |= {
         "TUNEPIPE_HOME": str(home),
@@ -291,7 +298,7 @@ def gateway(tmp: Path, upstream: str, log_path: Path) -> Iterator[Gateway]:
         "OPENAI_API_KEY": "x",
         # Hermetic: no local model to register (or fetch); the bench measures the proxy path.
         "TUNEPIPE_DEFAULT_MODEL": "false",
-    }
+    } | (extra or {})
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tunepipe", "serve", "--port", str(port)],
@@ -449,9 +456,21 @@ class Report:
     def added_ms(self, run: str) -> float:
         return (self.runs[run].p50_us - self.runs["c1_direct"].p50_us) / 1000
 
+    @property
+    def spool_added_p50_ms(self) -> float:
+        """What the spool adds at c=1: the gateway against the same gateway without it."""
+        return (self.runs["c1_gateway"].p50_us - self.runs["c1_nospool"].p50_us) / 1000
+
     def checks(self) -> dict[str, tuple[str, str, bool]]:
         rps = self.runs["cN_gateway"].rps
         features = self.feature_checks() if "cN_features" in self.runs else {}
+        if "c1_nospool" in self.runs:
+            added = self.spool_added_p50_ms
+            features["spool added p50 c=1"] = (
+                f"{added:.3f} ms",
+                f"<= {TARGET_SPOOL_ADDED_P50_MS} ms",
+                added <= TARGET_SPOOL_ADDED_P50_MS,
+            )
         return features | {
             "added p50 at c=1": (
                 f"{self.added_p50_ms:.3f} ms",
@@ -523,6 +542,15 @@ class Report:
                     (f"{label} r/s c={c}", cnd.rps, many.rps, f"{many.rps / cng.rps:.1%} of proxied"),
                     (f"{label} CPU c={c}", nginx_cpu, gateway_cpu, "µs/req"),
                 ]
+        if "cN_nospool" in r:
+            one, many = r["c1_nospool"], r["cN_nospool"]
+            rows += [
+                ("no spool p50 c=1", c1d.p50_us / 1000, one.p50_us / 1000,
+                 f"spool adds {self.spool_added_p50_ms:+.3f} ms"),
+                (f"no spool r/s c={c}", cnd.rps, many.rps, f"spool keeps {cng.rps / many.rps:.1%}"),
+                (f"no spool CPU c={c}", cnd.cpu_us_per_request("nginx"), many.cpu_us_per_request("baseline"),
+                 "µs/req"),
+            ]  # fmt: skip
         print(f"\n{'':<22}{'upstream':>12}{'gateway':>12}  {'added / share'}")
         for name, up, gw, extra in rows:
             fmt = ",.0f" if any(w in name for w in ("req/s", "r/s", "CPU")) else ".3f"
@@ -581,18 +609,34 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--profile-gil", action="store_true", help="profile only the thread holding the GIL")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     p.add_argument("--no-features", action="store_true", help="skip the cache-hit and idle-feature runs")
+    p.add_argument(
+        "--no-spool-compare",
+        action="store_true",
+        help="skip the runs of a second gateway without the log spool",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return p.parse_args()
 
 
 def measure_all(args: argparse.Namespace, tmp: Path, script: Path) -> Report:  # noqa: C901
-    with nginx(tmp) as upstream, gateway(tmp, upstream.for_gateway, tmp / "gateway.log") as gw:
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(nginx(tmp))
+        gw = stack.enter_context(gateway(tmp, upstream.for_gateway, tmp / "gateway.log"))
         direct = f"{upstream.direct}/v1/chat/completions"
         proxied = f"{gw.base}/v1/chat/completions"
         print(f"upstream {direct}\ngateway  {proxied} (SQLite log: {gw.db})", flush=True)
         gateway_runs: list[WrkResult] = []
         servers = {"gateway": gw.proc.pid, "nginx": upstream.pid}
+        unspooled = ""
+        if not args.no_spool_compare:  # the same gateway without the spool, its own home
+            baseline = stack.enter_context(
+                # The upstream's uncounted port: `forwarded` counts the measured gateway's calls.
+                gateway(tmp, upstream.direct, tmp / "baseline.log", home_name="home-nospool",
+                        extra={"TUNEPIPE_LOG_SPOOL": "false"})
+            )  # fmt: skip
+            unspooled = f"{baseline.base}/v1/chat/completions"
+            servers["baseline"] = baseline.proc.pid
 
         def measure(
             name: str, url: str, connections: int, threads: int, duration_s: float, lua: Path = script
@@ -619,6 +663,8 @@ def measure_all(args: argparse.Namespace, tmp: Path, script: Path) -> Report:  #
         if args.warmup > 0:
             measure("warm-up upstream", direct, c, t, args.warmup)
             measure("warm-up gateway", proxied, c, t, args.warmup)
+            if unspooled:
+                measure("warm-up no spool", unspooled, c, t, args.warmup)
             if features:
                 measure("warm-up features", proxied, c, t, args.warmup, idle)
         # Each feature run right after the plain run it is compared with: the log table grows
@@ -627,12 +673,16 @@ def measure_all(args: argparse.Namespace, tmp: Path, script: Path) -> Report:  #
             "c1_direct": measure("upstream", direct, 1, 1, d),
             "c1_gateway": measure("gateway", proxied, 1, 1, d),
         }
+        if unspooled:
+            runs["c1_nospool"] = measure("gateway, no spool", unspooled, 1, 1, d)
         if features:
             runs["c1_features"] = measure("idle features", proxied, 1, 1, d, idle)
             runs["c1_cached"] = measure("cache hit", proxied, 1, 1, d, cached)
         runs["cN_direct"] = measure("upstream", direct, c, t, d)
         with profiling(gw.proc.pid, args.profile, d, gil=args.profile_gil):
             runs["cN_gateway"] = measure("gateway", proxied, c, t, d)
+        if unspooled:
+            runs["cN_nospool"] = measure("gateway, no spool", unspooled, c, t, d)
         if features:
             runs["cN_features"] = measure("idle features", proxied, c, t, d, idle)
             runs["cN_cached"] = measure("cache hit", proxied, c, t, d, cached)

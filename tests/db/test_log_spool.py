@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
@@ -20,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
 from tunepipe.db.log_queries import get_call
-from tunepipe.db.log_writer import LogWriter, pack, write_records
+from tunepipe.db.log_writer import LogWriter, prepare, write_records
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.db.spool import Position, Spool, claim_orphans, read_spool
@@ -71,7 +72,7 @@ def dead_spool(
     """A spool as a killed process leaves it: ``records`` appended, the first ``marked`` of
     them marked committed, the lock released with the files in place."""
     spool = Spool.create(directory, segment_bytes=segment_bytes)
-    positions = [spool.append(pack(r)) for r in records]
+    positions = [spool.append(prepare(r)) for r in records]
     if marked:
         spool.mark(positions[marked - 1])
     spool.close(remove=False)
@@ -87,7 +88,7 @@ def test_spool_appends_read_back_in_order_across_segments(tmp_path: Path) -> Non
     ]
     records[5].response = None
     for r in records:
-        spool.append(pack(r))
+        spool.append(prepare(r))
     assert spool.end.segment > 2  # rotated
     read, end = read_spool(tmp_path, spool.owner, Position(0, 0), spool.end, limit=1_000)
     assert end == spool.end
@@ -95,7 +96,11 @@ def test_spool_appends_read_back_in_order_across_segments(tmp_path: Path) -> Non
     back = read[3][0]
     assert back.record.criteria == judged
     assert back.record.metadata == {"n": "3", "none": None}
-    assert back.request == pack(records[3]).request
+    assert orjson.loads(back.request) == {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi 3"}],
+    }
+    assert back.response == b'{"id": "chatcmpl-x", "choices": []}'  # the bytes as received
     assert read[5][0].response is None
     assert read[7][0].record.request_id == "req-7"
     # A limit reads a batch and says where the next one starts.
@@ -140,7 +145,7 @@ def test_spool_torn_last_record_is_skipped(tmp_path: Path) -> None:
 
 def test_spool_of_a_live_process_is_never_claimed(tmp_path: Path) -> None:
     live = Spool.create(tmp_path)
-    live.append(pack(record("p", 0)))
+    live.append(prepare(record("p", 0)))
     dead_spool(tmp_path, [record("p", 1)])
     claimed = claim_orphans(tmp_path, exclude=None)
     assert [o.owner for o in claimed] != [live.owner]

@@ -1,22 +1,33 @@
-"""The request-log writer: handlers enqueue, one task drains the queue in batches.
+"""The request-log writer: handlers spool and enqueue, one task drains the queue in batches.
 
 Invariants:
-* A handler never waits on the database. It waits only when the queue is full
-  (back-pressure), and if the queue stays full past ``enqueue_timeout_s`` the record is
-  dropped, counted in :attr:`LogWriter.stats` and reported in the server log — never silently.
+* A handler never waits on the database. With a spool (:mod:`tunepipe.db.spool`) it appends
+  the record there before its call is answered, on the event loop and without fsync, so a
+  process that dies loses no answered call; the spool's cursor moves once the record's batch
+  commits, and the next start writes whatever a dead process left behind. A record that finds
+  the queue full waits for nothing: it is on disk, and once the queue is drained the writer
+  reads it back from there (in order), so memory stays bounded through a database outage.
+  Without a spool a handler waits while the queue is full (back-pressure), and a record still
+  without room after ``enqueue_timeout_s`` is dropped, counted in :attr:`LogWriter.stats` and
+  reported in the server log — never silently.
 * SQL runs on one dedicated thread, so batches are written in order and the event loop keeps
   serving. Bodies are compressed just before, by the writer task on the event loop, a slice of
   records at a time between requests: zlib releases the GIL on every call, and on the writer
   thread each release meant waiting to take the GIL back from the request thread, so under
-  sustained load the writer fell behind (docs/performance.md).
+  sustained load the writer fell behind (docs/performance.md). The spool keeps bodies as JSON
+  text for the same reason: compressing them is not the answer's job.
 * The writer lingers up to ``linger_s`` after the first record of a batch so that batches fill
   even at low concurrency: a transaction per record costs more CPU than the proxied call itself
   (see docs/performance.md). :meth:`LogWriter.flush` and :meth:`LogWriter.close` cut the wait
   short, so a reader in this process never waits for the linger.
-* :meth:`LogWriter.close` drains everything still queued before returning (graceful shutdown).
+* :meth:`LogWriter.close` drains everything still queued before returning (graceful shutdown);
+  what an unreachable database does not take within ``close_timeout_s`` stays in the spool.
 * A batch that fails is retried with exponential back-off and jitter (the database may be
-  restarting: hammering it helps nobody), then dropped and counted; a record the database
-  rejects for its data is dropped alone, so it never takes the rest of its batch with it.
+  restarting: hammering it helps nobody): with a spool for as long as it takes, without one
+  ``retries`` times before it is dropped and counted; the failure is logged once per
+  interval, not once per attempt. A retry, and a replayed spool, leave out the ids already
+  stored (a commit whose answer was lost). A record the database rejects for its data is
+  dropped alone, so it never takes the rest of its batch with it.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Engine, select
@@ -45,12 +56,13 @@ from tenacity import (
 from tunepipe.db.bulk_insert import insert_rows
 from tunepipe.db.outage import Throttled, summary
 from tunepipe.db.schema import logged_call_bodies, logged_call_criteria, logged_call_metadata, logged_calls
-from tunepipe.db.spool import Orphan, Packed, Position, Spool, claim_orphans
+from tunepipe.db.spool import Entry, Orphan, Position, Spool, claim_orphans
 from tunepipe.domain.logs import LogRecord
 
 log = logging.getLogger(__name__)
 
 _STOP: Any = object()
+_COMPRESS_SLICE = 32  # records compressed between two chances for requests to run (~0.3 ms)
 
 
 # How much of an over-long body its log row keeps, at most (the "head" of the marker below).
@@ -66,14 +78,21 @@ def truncated(raw: bytes, limit: int) -> bytes:
     return orjson.dumps({"_truncated": True, "bytes": len(raw), "head": head})
 
 
-def compress_json(value: bytes | Any, limit: int | None = None) -> bytes | None:
-    """``value`` (JSON bytes, or a value to encode) compressed for a log row; one whose JSON is
-    over ``limit`` bytes is stored as its :func:`truncated` marker."""
+def body_json(value: bytes | Any, limit: int | None = None) -> bytes | None:
+    """``value`` (JSON bytes, or a value to encode) as the JSON a log row keeps: itself, or its
+    :func:`truncated` marker when over ``limit`` bytes."""
     if value is None:
         return None
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
-    if limit is not None and len(raw) > limit:
-        raw = truncated(raw, limit)
+    return truncated(raw, limit) if limit is not None and len(raw) > limit else raw
+
+
+def compress_json(value: bytes | Any, limit: int | None = None) -> bytes | None:
+    """``value`` (JSON bytes, or a value to encode) compressed for a log row; one whose JSON is
+    over ``limit`` bytes is stored as its :func:`truncated` marker."""
+    raw = body_json(value, limit)
+    if raw is None:
+        return None
     # A window no larger than the payload compresses exactly as well, and zlib sets it up far
     # faster: for a typical 300-byte body the default 32 KiB window costs 3x the compression.
     # Any window size decompresses with the default settings.
@@ -120,6 +139,14 @@ def _int32(value: int | None) -> int | None:
     return value if value is None or -_INT_MAX - 1 <= value <= _INT_MAX else None
 
 
+class _Compressed(NamedTuple):
+    """A record with its bodies compressed, ready for its rows to be built."""
+
+    record: LogRecord
+    request: bytes | None
+    response: bytes | None
+
+
 def write_records(conn: Connection, records: list[LogRecord]) -> None:
     """Insert a batch of records.
 
@@ -127,10 +154,10 @@ def write_records(conn: Connection, records: list[LogRecord]) -> None:
     count) are clipped or left out, so every backend stores the call as SQLite would rather
     than Postgres refusing it.
     """
-    _insert(conn, [Packed(r, compress_json(r.request), compress_json(r.response)) for r in records])
+    _insert(conn, [_Compressed(r, compress_json(r.request), compress_json(r.response)) for r in records])
 
 
-def _insert(conn: Connection, records: list[Packed], *, skip_stored: bool = False) -> None:
+def _insert(conn: Connection, records: list[_Compressed], *, skip_stored: bool = False) -> None:
     if skip_stored:
         ids = [item.record.id for item in records]
         stored = set(conn.scalars(select(logged_calls.c.id).where(logged_calls.c.id.in_(ids))))
@@ -213,17 +240,15 @@ class WriterStats:
     replayed: int = 0  # written from the spools of processes that had died
 
 
-def pack(record: LogRecord, max_body_bytes: int | None = None) -> Packed:
-    """The record with its bodies compressed, as the spool keeps it and the rows store it; a
-    body over ``max_body_bytes`` is kept as a marker (:func:`truncated`)."""
-    return Packed(
-        record,
-        compress_json(record.request, max_body_bytes),
-        compress_json(record.response, max_body_bytes),
+def prepare(record: LogRecord, max_body_bytes: int | None = None) -> Entry:
+    """``record`` with its bodies as the JSON its row keeps (:func:`body_json`), as the spool
+    takes it."""
+    return Entry(
+        record, body_json(record.request, max_body_bytes), body_json(record.response, max_body_bytes)
     )
 
 
-_Item = tuple[Packed, Position | None]  # a queued record and where the spool has it (if it does)
+_Item = tuple[Entry, Position | None]  # a queued record and where the spool has it (if it does)
 
 
 class LogWriter:
@@ -247,7 +272,7 @@ class LogWriter:
         attempts at a batch only without a spool (with one, the spool holds the records until
         the database is back, or until ``close_timeout_s`` into :meth:`close`).
         ``max_body_bytes``: the largest request or response body a row keeps whole
-        (:func:`pack`)."""
+        (:func:`truncated`)."""
         self._max_body_bytes = max_body_bytes
         self._engine = engine
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
@@ -291,8 +316,11 @@ class LogWriter:
     def start(self, *, replay: bool = True) -> None:
         """Start writing; ``replay``: first write what dead processes left in the spool directory."""
         if self._spool_dir is not None:
-            self._spool = Spool.create(self._spool_dir)
-            if replay:
+            try:
+                self._spool = Spool.create(self._spool_dir)
+            except OSError as exc:  # a read-only home, say: serve on, with logs in memory only
+                log.error("request-log spool unavailable (%s): logs are kept in memory only", exc)
+            if self._spool is not None and replay:
                 self._orphans = claim_orphans(self._spool_dir, exclude=self._spool.owner)
                 if self._orphans:
                     self._replayed.clear()
@@ -302,10 +330,10 @@ class LogWriter:
         """Spool and queue a record. Without a spool, wait (back-pressure) while the queue is
         full. False if it was dropped."""
         try:
-            item = pack(record, self._max_body_bytes)
+            item = prepare(record, self._max_body_bytes)
         except Exception:  # e.g. a body orjson cannot encode; the call must not fail for its log
             self.stats.dropped += 1
-            log.exception("request log %s dropped: its bodies could not be compressed", record.id)
+            log.exception("request log %s dropped: its bodies could not be encoded", record.id)
             return False
         position = self._append(item)
         if position is not None and (self._backlog is not None or self._queue.full()):
@@ -333,7 +361,7 @@ class LogWriter:
             self._hurry.set()
         return True
 
-    def _append(self, item: Packed) -> Position | None:
+    def _append(self, item: Entry) -> Position | None:
         """Append to the spool (no await: records reach it in the order they are queued)."""
         if self._spool is None:
             return None
@@ -380,9 +408,8 @@ class LogWriter:
 
     async def _write_batch(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
-        done = await loop.run_in_executor(
-            self._executor, self._write_with_retry, [item for item, _ in batch], False
-        )
+        compressed = await self._compress([item for item, _ in batch])
+        done = await loop.run_in_executor(self._executor, self._write_with_retry, compressed, False)
         if not done and self._spool is not None:  # given up at close: the spooled records wait
             self.stats.dropped += sum(1 for _, position in batch if position is None)
         positions = [position for _, position in batch if position is not None]
@@ -399,8 +426,9 @@ class LogWriter:
         read, after = await loop.run_in_executor(
             self._executor, self._spool.read, self._backlog, end, self._batch_size
         )
+        compressed = await self._compress([item for item, _ in read])
         done = bool(read) and await loop.run_in_executor(
-            self._executor, self._write_with_retry, [item for item, _ in read], False
+            self._executor, self._write_with_retry, compressed, False
         )
         if done:
             self._mark(after)
@@ -438,7 +466,7 @@ class LogWriter:
                     if not read:
                         complete = True
                         break
-                    items = [item for item, _ in read]
+                    items = await self._compress([item for item, _ in read])
                     if not await loop.run_in_executor(self._executor, self._write_with_retry, items, True):
                         break
                     orphan.mark(after)
@@ -460,6 +488,23 @@ class LogWriter:
                     rest.release(remove=False)
                 break
         self._orphans = []
+
+    async def _compress(self, batch: list[Entry]) -> list[_Compressed]:
+        """Compress the batch's bodies, yielding to requests after every slice: on the event loop,
+        not the writer thread, where each of zlib's GIL releases meant waiting to take it back."""
+        out: list[_Compressed] = []
+        for n, (record, raw_request, raw_response) in enumerate(batch):
+            if n and n % _COMPRESS_SLICE == 0:
+                await asyncio.sleep(0)
+            try:
+                request = compress_json(raw_request, self._max_body_bytes)
+                response = compress_json(raw_response, self._max_body_bytes)
+            except Exception:  # never expected: submit() encoded them already
+                self.stats.dropped += 1
+                log.exception("request log %s dropped: its bodies could not be compressed", record.id)
+                continue
+            out.append(_Compressed(record, request, response))
+        return out
 
     async def _linger(self) -> None:
         """Give the batch that ``first`` opened time to fill, unless it is due already."""
@@ -483,7 +528,7 @@ class LogWriter:
                     return
                 await self._progress.wait()
 
-    def _write(self, batch: list[Packed], skip_stored: bool) -> None:
+    def _write(self, batch: list[_Compressed], skip_stored: bool) -> None:
         with self._engine.begin() as conn:
             _insert(conn, batch, skip_stored=skip_stored)
 
@@ -500,7 +545,7 @@ class LogWriter:
         else:
             time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
 
-    def _write_with_retry(self, batch: list[Packed], skip_stored: bool) -> bool:
+    def _write_with_retry(self, batch: list[_Compressed], skip_stored: bool) -> bool:
         """Write ``batch``; False when given up on (without a spool its records are dropped).
 
         ``skip_stored``: leave out records whose id is stored already (a spool replayed after a

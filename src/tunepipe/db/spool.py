@@ -18,8 +18,9 @@ file)::
                           wholly before the cursor is deleted
 
 A frame is ``<u32 length><u32 crc32>`` then the payload: ``<u32 meta><i32 request><i32
-response>`` lengths (-1: none), the record's other fields as orjson, then the two compressed
-bodies. A frame cut short or failing its checksum ends its segment (a torn last append).
+response>`` lengths (-1: none), the record's other fields as orjson, then the two bodies as
+JSON text (compressing them is left to the writer, off the answer's path). A frame cut short
+or failing its checksum ends its segment (a torn last append).
 
 Start-up replays orphans (:func:`claim_orphans`): their records from the cursor on, in order.
 The cursor is written after the commit, so the last batch before a crash may be replayed
@@ -54,9 +55,9 @@ _META_FIELDS = tuple(f.name for f in fields(LogRecord) if f.name not in ("reques
 SEGMENT_BYTES = 64 * 2**20
 
 
-class Packed(NamedTuple):
-    """A record with its bodies compressed: what the spool keeps and the writer inserts (the
-    record's own ``request``/``response`` are not used)."""
+class Entry(NamedTuple):
+    """A record as the spool keeps it: its bodies as JSON bytes (the record's own ``request``
+    and ``response`` are not read, and come back as None)."""
 
     record: LogRecord
     request: bytes | None
@@ -70,10 +71,9 @@ class Position(NamedTuple):
     offset: int
 
 
-def encode(item: Packed) -> bytes:
-    r = item.record
+def encode(entry: Entry) -> bytes:
+    r, request, response = entry
     meta = orjson.dumps({name: getattr(r, name) for name in _META_FIELDS})
-    request, response = item.request, item.response
     payload = b"".join(
         (
             _LENGTHS.pack(
@@ -87,7 +87,7 @@ def encode(item: Packed) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _decode_payload(payload: bytes) -> Packed:
+def _decode_payload(payload: bytes) -> Entry:
     meta_len, request_len, response_len = _LENGTHS.unpack_from(payload)
     at = _LENGTHS.size
     meta: dict[str, Any] = orjson.loads(payload[at : at + meta_len])
@@ -96,10 +96,10 @@ def _decode_payload(payload: bytes) -> Packed:
     at += max(request_len, 0)
     response = None if response_len < 0 else payload[at : at + response_len]
     meta["criteria"] = [(int(i), CriterionResult(**c)) for i, c in meta.get("criteria") or []]
-    return Packed(LogRecord(**meta), request, response)
+    return Entry(LogRecord(**meta), request, response)
 
 
-def read_frames(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[Packed, int]]:
+def read_frames(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[Entry, int]]:
     """The records in ``data[start:end]`` and the offset after each; stops at a torn frame."""
     end = len(data) if end is None else min(end, len(data))
     at = start
@@ -143,10 +143,10 @@ def _read_cursor(path: Path) -> Position | None:
 
 def read_spool(
     directory: Path, owner: str, start: Position, end: Position | None, limit: int
-) -> tuple[list[tuple[Packed, Position]], Position]:
+) -> tuple[list[tuple[Entry, Position]], Position]:
     """Up to ``limit`` records from ``start`` (to ``end``, else to each segment's last whole
     record) and the position after the last one read."""
-    out: list[tuple[Packed, Position]] = []
+    out: list[tuple[Entry, Position]] = []
     at = start
     for segment in _segments(directory, owner):
         if segment < at.segment or (end is not None and segment > end.segment):
@@ -197,10 +197,13 @@ class _Files:
     def mark(self, position: Position) -> None:
         """Everything before ``position`` is committed: record it, delete what it leaves behind."""
         os.pwrite(self._cursor_fd, _CURSOR.pack(*position), 0)
-        for segment in _segments(self.directory, self.owner):
-            if segment >= position.segment:
+        self._drop_before(position.segment)
+
+    def _drop_before(self, segment: int) -> None:
+        for older in _segments(self.directory, self.owner):
+            if older >= segment:
                 break
-            _segment_path(self.directory, self.owner, segment).unlink(missing_ok=True)
+            _segment_path(self.directory, self.owner, older).unlink(missing_ok=True)
 
     def release(self, *, remove: bool) -> None:
         """Give the spool up; ``remove``: everything in it is committed, delete its files."""
@@ -221,7 +224,7 @@ class Orphan(_Files):
         cursor = _read_cursor(self.directory / f"{self.owner}.cursor")
         return cursor if cursor is not None else Position(first[0] if first else 0, 0)
 
-    def read(self, start: Position, limit: int) -> tuple[list[tuple[Packed, Position]], Position]:
+    def read(self, start: Position, limit: int) -> tuple[list[tuple[Entry, Position]], Position]:
         return read_spool(self.directory, self.owner, start, None, limit)
 
 
@@ -247,6 +250,7 @@ class Spool(_Files):
         super().__init__(directory, owner, lock_fd)
         self._segment_bytes = segment_bytes
         self._segment = 0
+        self._oldest = 0  # the first segment not yet deleted
         self._size = 0
         self._torn = False  # a short write left a torn frame: the next record starts a segment
         self._fd = os.open(_segment_path(directory, owner, 0), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -268,7 +272,7 @@ class Spool(_Files):
         """The position after the last record appended."""
         return Position(self._segment, self._size)
 
-    def append(self, item: Packed) -> Position:
+    def append(self, item: Entry) -> Position:
         """Write one record (no fsync: the page cache outlives the process); its end position."""
         frame = encode(item)
         if self._torn or (self._size and self._size + len(frame) > self._segment_bytes):
@@ -286,9 +290,15 @@ class Spool(_Files):
         self._size += written
         return self.end
 
+    def _drop_before(self, segment: int) -> None:
+        # Its own segments are known: no directory listing on every commit.
+        for older in range(self._oldest, segment):
+            _segment_path(self.directory, self.owner, older).unlink(missing_ok=True)
+        self._oldest = max(self._oldest, segment)
+
     def read(
         self, start: Position, end: Position, limit: int
-    ) -> tuple[list[tuple[Packed, Position]], Position]:
+    ) -> tuple[list[tuple[Entry, Position]], Position]:
         """Records this process spooled but did not queue (the writer's backlog); any thread."""
         return read_spool(self.directory, self.owner, start, end, limit)
 

@@ -6,6 +6,10 @@ unknown route, a wrong method) is rendered as the error of :mod:`tunepipe.errors
 stands for, so its ``type`` is the same as the services' (a 404 is ``not_found_error``
 wherever it comes from). A request whose only fault is an identifier that names nothing (one
 with a NUL character, :data:`tunepipe.protocol.types.Id`) is a 404, not a validation error.
+
+An unexpected exception is not rendered by an exception handler (Starlette's would answer and
+then raise it on, and the server would drop the connection): the request-id middleware answers
+it with :func:`unexpected_error`, which logs it once.
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ _LOCATIONS = ("body", "query", "path", "header")
 
 def error_response(exc: TunepipeError, headers: dict[str, str] | None = None) -> Response:
     return json_response(exc.envelope(), status_code=exc.status_code, headers=headers or exc.headers)
+
+
+def unexpected_error(exc: Exception) -> Response:
+    """The 500 for an exception nothing expected, logged here with its traceback."""
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(TunepipeError("Internal server error"))
+
+
+class BodyReadError(StarletteHTTPException):
+    """A :class:`~tunepipe.errors.TunepipeError` raised while a request body is read (a body
+    over the size limit, or nested too deep). FastAPI turns anything raised while it reads a
+    body into a 400 of its own, except an ``HTTPException``: this one gets through and is
+    rendered as the error it carries."""
+
+    def __init__(self, error: TunepipeError) -> None:
+        super().__init__(error.status_code, error.message, headers=error.headers)
+        self.error = error
 
 
 async def _tunepipe_error(_request: Request, exc: Exception) -> Response:
@@ -54,6 +75,8 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyReadError):
+        return error_response(exc.error)
     message = str(exc.detail)
     if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
         message = f"{message}: {request.method} {request.url.path}"
@@ -66,14 +89,8 @@ async def _client_disconnected(_request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
-async def _unexpected(_request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(TunepipeError("Internal server error"))
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(TunepipeError, _tunepipe_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnected)
-    app.add_exception_handler(Exception, _unexpected)

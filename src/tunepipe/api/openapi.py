@@ -9,7 +9,8 @@ FastAPI documents its own path operations. Three things are added here:
   (those that depend on ``Caller`` or ``Writer``).
 * **The errors tunepipe really answers with**, in the error envelope: 400 where FastAPI would say
   422 (a validation error is a 400 here, :mod:`tunepipe.api.errors`), 401 with a key, 403 with a
-  read/write key, 404 with a path parameter.
+  read/write key, 404 with a path parameter, 413 with a request body (the size limit of
+  :class:`~tunepipe.api.middleware.BodyLimitMiddleware`).
 
 ``/docs`` is FastAPI's Swagger UI page with its assets from the ``swagger-ui-bundle`` package, so
 it works without a network. That Swagger UI (4.x) renders OpenAPI 3.0 only, so the page reads
@@ -76,6 +77,7 @@ ERROR_TEXT = {
     401: "No API key, or one that is not valid",
     403: "The key may not do this (a read-only key calling a write operation)",
     404: "Nothing by this name in the key's project",
+    413: "The request body is larger than the server accepts (`TUNEPIPE_MAX_REQUEST_BYTES`)",
     429: "A rate limit was reached (see Retry-After)",
 }
 
@@ -91,7 +93,7 @@ class Operation:
     request: type[BaseModel]
     response: type[BaseModel] | None  # None: a JSON object not modelled here
     stream: type[BaseModel] | bool = False  # the `data:` of each event with `stream: true`, or True
-    errors: tuple[int, ...] = (400, 401, 403, 404, 429)
+    errors: tuple[int, ...] = (400, 401, 403, 404, 413, 429)
     tag: str = "chat"
     anthropic_errors: bool = False  # errors in Anthropic's body, not the OpenAI envelope
 
@@ -201,7 +203,8 @@ def _render(op: Operation, operation_id: str) -> dict[str, Any]:
         "operationId": operation_id,
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {"200": {"description": description, "content": content}}
-        | {str(s): _error(s, anthropic=op.anthropic_errors) for s in op.errors},
+        # A 413 is answered before the route runs, so always in the OpenAI envelope.
+        | {str(s): _error(s, anthropic=op.anthropic_errors and s != 413) for s in op.errors},
         "security": [{BEARER: []}],
     }
 
@@ -218,6 +221,8 @@ def build_document(app: FastAPI, prefixes: Sequence[str], operations: Sequence[O
                 statuses += [401, 403] if keyed[(path, method)] else [401]
             if "{" in path:
                 statuses.append(404)
+            if "requestBody" in op:
+                statuses.append(413)
             for status in statuses:
                 responses.setdefault(str(status), _error(status))
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})

@@ -16,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
+from tunepipe.api.disconnect import HangUpWatch
 from tunepipe.api.json import raw_json_response
 from tunepipe.api.sse import sse
+from tunepipe.services.gateway.chat import CLIENT_CLOSED_REQUEST
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -30,7 +32,10 @@ async def create_chat_completion(request: Request) -> Response:
         streamed = await state.chat.stream(caller, prepared)
         headers = {**_SSE_HEADERS, **streamed.headers}
         return StreamingResponse(sse(streamed.events), media_type="text/event-stream", headers=headers)
-    completion = await state.chat.complete(caller, prepared)
+    async with HangUpWatch(request.receive) as watch:
+        completion = await state.chat.complete(caller, prepared)
+    if watch.hung_up:  # logged as 499; nobody is left to read this
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     # An OpenAI-compatible upstream's own bytes go back as they came (no re-encoding).
     body = completion.raw if completion.raw is not None else orjson.dumps(completion.data)
     return raw_json_response(body, headers=completion.headers)

@@ -38,6 +38,7 @@ from tunepipe.domain.criteria import Criterion, Sample
 from tunepipe.domain.dataset_entries import EntryInvalid
 from tunepipe.domain.evals import DATASET_MODEL
 from tunepipe.domain.jobs import Job, JobKind
+from tunepipe.domain.json_depth import depth_exceeds, max_depth
 from tunepipe.domain.model_ref import parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, for_status
@@ -298,6 +299,8 @@ class Alignment:
 
 
 def _json(line: bytes) -> Any:
+    if depth_exceeds(line, max_depth.get()):
+        raise ValueError(f"JSON nested deeper than {max_depth.get()} levels")
     try:
         return orjson.loads(line.removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError as exc:

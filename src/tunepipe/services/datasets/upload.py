@@ -26,6 +26,7 @@ from tunepipe.db import datasets as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.dataset_entries import EntryData, EntryInvalid, assign_split, parse_entry
 from tunepipe.domain.datasets import Dataset, NewEntry
+from tunepipe.domain.json_depth import depth_exceeds, max_depth
 
 CHUNK_BYTES = 1 << 16
 MAX_LINE_BYTES = 32 << 20  # one entry; a longer line is an error, not a reason to buffer more
@@ -96,6 +97,8 @@ def parse_line(number: int, line: bytes | None) -> EntryData:
         line = line[len(_BOM) :]
     if not line.strip():
         raise EntryInvalid("empty row")
+    if depth_exceeds(line, max_depth.get()):
+        raise EntryInvalid(f"JSON nested deeper than {max_depth.get()} levels")
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

@@ -16,6 +16,7 @@ for a stream :class:`Streamed` (the chunks, ending either normally or with one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from tunepipe.domain.projects import Principal
 from tunepipe.domain.routing import Plan, plan_for
 from tunepipe.domain.stream_assembly import StreamAssembler
 from tunepipe.domain.stream_replay import replay
-from tunepipe.errors import TunepipeError, UpstreamError
+from tunepipe.errors import TunepipeError, UpstreamError, for_status
 from tunepipe.services.gateway.cache import Lookup, ResponseCache
 from tunepipe.services.gateway.calls import Calls, Outcome
 from tunepipe.services.gateway.criteria import CriteriaStep, attach, results_chunk
@@ -196,7 +197,12 @@ class ChatService:
         except TunepipeError as exc:
             await self._failed(state, call, exc, streamed=False)
             raise
-        except BaseException:  # cancelled, or a bug: nothing to log, but nothing may stay held
+        except asyncio.CancelledError:
+            # The client hung up (api/disconnect.py): the upstream request went with the task.
+            gone = for_status(CLIENT_CLOSED_REQUEST, "client disconnected before the answer was ready")
+            await self._failed(state, call, gone, streamed=False)
+            raise
+        except BaseException:  # a bug: nothing to log, but nothing may stay held
             await self._abandon(state)
             raise
         await self._limits.release(state.ticket, _tokens(result.data))

@@ -26,6 +26,7 @@ import orjson
 from httpx_sse import SSEError
 
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.json_depth import check_depth
 from tunepipe.domain.labels import merge_labels
 from tunepipe.domain.model_ref import ModelRef, RouteKind, parse_model
 from tunepipe.domain.pricing import price_for
@@ -90,6 +91,7 @@ class MessageStream:
 
 
 def _decode(raw: bytes) -> dict[str, Any]:
+    check_depth(raw)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 
 from tunepipe.domain.cache_keys import CacheMode, parse_mode, parse_ttl
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.json_depth import check_depth
 from tunepipe.domain.labels import merge_labels, parse_tags_header
 from tunepipe.domain.projects import Principal
 from tunepipe.domain.request_context import current_request_id
@@ -94,6 +95,7 @@ def _validation_message(exc: ValidationError, body: Any) -> tuple[str, str | Non
 
 
 def _decode(raw: bytes) -> Any:
+    check_depth(raw)  # a JsonTooDeep is an InvalidRequest: logged below like any other
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

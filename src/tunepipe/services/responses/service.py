@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from tunepipe.db import stored_responses as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.clock import now_ms
+from tunepipe.domain.json_depth import check_depth
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import InvalidRequest, NotFound, UpstreamRejected
@@ -81,6 +82,7 @@ class _Turn:
 
 
 def _parse(raw: bytes) -> tuple[dict[str, Any], ResponsesRequest]:
+    check_depth(raw)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

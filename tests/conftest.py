@@ -29,6 +29,7 @@ from fakes.provider import running_fake_provider
 
 PG_DSN = os.environ.get("TUNEPIPE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 KEY_RE = re.compile(r"opk_[A-Za-z0-9]{42}")
+ADMIN_KEY_RE = re.compile(r"opa_[A-Za-z0-9]{42}")
 
 
 def free_port() -> int:
@@ -81,6 +82,15 @@ class Gateway:
         return httpx.Client(
             base_url=self.base_url, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
         )
+
+    @property
+    def admin_key(self) -> str:
+        """An admin key of this installation (``tunepipe admin create-key``), made on first use."""
+        if "admin_key" not in self.extra:
+            made = ADMIN_KEY_RE.search(self.cli("admin", "create-key", "--name", "tests").stdout)
+            assert made is not None
+            self.extra["admin_key"] = made.group(0)
+        return str(self.extra["admin_key"])
 
     def cli(
         self, *args: str, check: bool = True, wide: bool = False, timeout: float = 60

@@ -63,7 +63,7 @@ def causal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def causal(gateway: Gateway, causal_dir: Path) -> str:
     name = f"causal-{_tag()}"
-    with gateway.http() as h:
+    with gateway.http(gateway.admin_key) as h:
         r = h.post("/base-models", json={"source": str(causal_dir), "name": name})
     assert r.status_code == 201, r.text
     return f"local:{name}"
@@ -73,7 +73,7 @@ def causal(gateway: Gateway, causal_dir: Path) -> str:
 def encoder(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> str:
     name = f"enc-{_tag()}"
     path = build_tiny_encoder(tmp_path_factory.mktemp("encoder"))
-    with gateway.http() as h:
+    with gateway.http(gateway.admin_key) as h:
         r = h.post("/base-models", json={"source": str(path), "name": name})
     assert r.status_code == 201, r.text
     return f"local:{name}"

@@ -76,7 +76,7 @@ def causal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _register(gateway: Gateway, path: Path, name: str) -> None:
-    with gateway.http() as h:
+    with gateway.http(gateway.admin_key) as h:
         r = h.post("/base-models", json={"source": str(path), "name": name})
     assert r.status_code == 201, r.text
 

@@ -37,7 +37,7 @@ def test_local_cli_lists_registered_models(local: Gateway, tiny_dir: Path) -> No
 
 
 def test_local_base_models_rest_list(local: Gateway, tiny_dir: Path, lora_dir: Path) -> None:
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         r = h.get("/base-models")
     assert r.status_code == 200
     listed = {m["name"]: m for m in r.json()["data"]}
@@ -46,13 +46,20 @@ def test_local_base_models_rest_list(local: Gateway, tiny_dir: Path, lora_dir: P
     assert listed["tiny"]["source"] == str(tiny_dir)
     assert listed["tiny-lora"]["kind"] == "lora"
     assert listed["tiny-lora"]["base"] == "tiny"
-    with local.http(local.read_only_key) as h:
-        assert h.get("/base-models").status_code == 200
+    for key in (local.key, local.read_only_key):  # a project sees names, never server paths
+        with local.http(key) as h:
+            r = h.get("/base-models")
+        assert r.status_code == 200
+        seen = {m["name"]: m for m in r.json()["data"]}
+        assert seen["tiny-lora"] == {
+            k: v for k, v in listed["tiny-lora"].items() if k not in ("source", "path")
+        }
+        assert str(tiny_dir) not in r.text and str(lora_dir) not in r.text
 
 
 def test_local_base_models_rest_add_and_remove(local: Gateway, tiny_dir: Path, tiny_ref: Reference) -> None:
     name = f"tiny-copy-{uuid.uuid4().hex[:6]}"
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         r = h.post("/base-models", json={"source": str(tiny_dir), "name": name})
         assert r.status_code == 201, r.text
         assert r.json()["id"] == f"local:{name}"
@@ -77,7 +84,7 @@ def test_local_base_models_name_reused_for_another_model_serves_the_new_one(
     local: Gateway, tiny_dir: Path, other_tiny_dir: Path, tiny_ref: Reference, other_ref: Reference
 ) -> None:
     name = f"reused-{uuid.uuid4().hex[:6]}"
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         assert h.post("/base-models", json={"source": str(tiny_dir), "name": name}).status_code == 201
         assert greedy(local, f"local:{name}", PROMPTS[1]) == tiny_ref.greedy(user(PROMPTS[1]), 24)
         assert h.delete(f"/base-models/{name}").status_code == 200
@@ -85,7 +92,7 @@ def test_local_base_models_name_reused_for_another_model_serves_the_new_one(
     expected = other_ref.greedy(user(PROMPTS[1]), 24)
     assert expected != tiny_ref.greedy(user(PROMPTS[1]), 24)
     assert greedy(local, f"local:{name}", PROMPTS[1]) == expected
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         assert h.delete(f"/base-models/{name}").status_code == 200
 
 
@@ -99,24 +106,25 @@ def test_local_base_models_name_reused_for_another_model_serves_the_new_one(
     ],
 )
 def test_local_base_models_rest_add_rejects_bad_input(local: Gateway, body: dict[str, Any]) -> None:
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         r = h.post("/base-models", json=body)
     assert r.status_code in (400, 422), r.text
     assert "error" in r.json()
 
 
 def test_local_base_models_rest_add_adapter_needs_a_registered_base(local: Gateway, lora_dir: Path) -> None:
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         r = h.post("/base-models", json={"source": str(lora_dir), "name": "orphan", "base": "no-such-base"})
         assert r.status_code == 400
         r = h.post("/base-models", json={"source": str(lora_dir), "name": "orphan2", "base": "tiny-lora"})
         assert r.status_code == 400
 
 
-def test_local_base_models_rest_needs_a_writable_key(local: Gateway, tiny_dir: Path) -> None:
-    with local.http(local.read_only_key) as h:
-        assert h.post("/base-models", json={"source": str(tiny_dir), "name": "ro"}).status_code == 403
-        assert h.delete("/base-models/tiny").status_code == 403
+def test_local_base_models_rest_needs_an_admin_key(local: Gateway, tiny_dir: Path) -> None:
+    for key in (local.key, local.read_only_key):
+        with local.http(key) as h:
+            assert h.post("/base-models", json={"source": str(tiny_dir), "name": "ro"}).status_code == 403
+            assert h.delete("/base-models/tiny").status_code == 403
     with local.http() as h:
         assert "ro" not in {m["name"] for m in h.get("/base-models").json()["data"]}
 
@@ -147,7 +155,7 @@ def test_local_adapter_name_reused_for_another_adapter_serves_the_new_one(
     local: Gateway, lora_dir: Path, other_lora_dir: Path, lora_ref: Reference, other_lora_ref: Reference
 ) -> None:
     name = f"relora-{uuid.uuid4().hex[:6]}"
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         assert (
             h.post("/base-models", json={"source": str(lora_dir), "name": name, "base": "tiny"}).status_code
             == 201
@@ -159,7 +167,7 @@ def test_local_adapter_name_reused_for_another_adapter_serves_the_new_one(
     expected = other_lora_ref.greedy(user(PROMPTS[2]), 24)
     assert expected != lora_ref.greedy(user(PROMPTS[2]), 24)
     assert greedy(local, f"local:{name}", PROMPTS[2]) == expected
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         assert h.delete(f"/base-models/{name}").status_code == 200
 
 
@@ -170,7 +178,7 @@ def test_local_attaching_an_adapter_leaves_running_base_requests_exact(
     decoding with at that moment; their output must not change."""
     suffix = uuid.uuid4().hex[:6]
     base, adapter = f"race-{suffix}", f"race-lora-{suffix}"
-    with local.http() as h:
+    with local.http(local.admin_key) as h:
         assert h.post("/base-models", json={"source": str(tiny_dir), "name": base}).status_code == 201
         assert (
             h.post("/base-models", json={"source": str(lora_dir), "name": adapter, "base": base}).status_code
@@ -193,6 +201,6 @@ def test_local_attaching_an_adapter_leaves_running_base_requests_exact(
             assert adapted.result() == lora_ref.greedy(user(PROMPTS[1]), 24)
         assert text == tiny_ref.greedy(user(PROMPTS[0]), budget)
     finally:
-        with local.http() as h:
+        with local.http(local.admin_key) as h:
             h.delete(f"/base-models/{adapter}")
             h.delete(f"/base-models/{base}")

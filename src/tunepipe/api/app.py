@@ -34,6 +34,7 @@ from tunepipe.api.routes import (
     messages,
     moa,
     models,
+    projects,
     providers,
     pruning_rules,
     responses,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
             keys,
             moa,
             routing,
+            projects,
         ):
             app.include_router(module.router, prefix=prefix)
     app.include_router(system.router)

@@ -19,10 +19,10 @@ base_models_app = typer.Typer(
 
 @base_models_app.command("list")
 def base_models_list(as_json: JsonOpt = False) -> None:
-    """List registered base models."""
+    """List registered base models (with their paths: the server host's shell is the admin)."""
     models = call(lambda c: c.base_models.all())
     if as_json:
-        print_json(json_list([base_model_view(m) for m in models]))
+        print_json(json_list([base_model_view(m, admin=True) for m in models]))
         return
     table = Table("model", "kind", "path")
     for m in models:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from tunepipe import __version__
+from tunepipe.cli.admin import admin_app
 from tunepipe.cli.base_models import base_models_app, install_default
 from tunepipe.cli.cache import cache_app
 from tunepipe.cli.context import call, console, plain_progress_when_redirected
@@ -49,6 +50,7 @@ for sub, name in (
     (cache_app, "cache"),
     (routing_app, "routing"),
     (moa_app, "moa"),
+    (admin_app, "admin"),
 ):
     app.add_typer(sub, name=name)
 

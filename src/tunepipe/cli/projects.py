@@ -70,6 +70,18 @@ def projects_list(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@projects_app.command("delete")
+def projects_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a project with everything it owns: keys, logs, datasets, fine-tunes, jobs."""
+    if not yes:
+        typer.confirm(f"Delete project {name!r} and everything it owns?", abort=True)
+    project = call(lambda c: c.projects.delete(name))
+    console.print(f"Project [bold]{project.name}[/bold] deleted.")
+
+
 @keys_app.command("create")
 def keys_create(
     project: ProjectOpt = None,

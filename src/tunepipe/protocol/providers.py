@@ -70,12 +70,16 @@ def external_model_view(provider_slug: str, m: ExternalModel) -> dict[str, Any]:
     }
 
 
-def base_model_view(m: RegisteredModel) -> dict[str, Any]:
-    return {
+def base_model_view(m: RegisteredModel, *, admin: bool = False) -> dict[str, Any]:
+    """A base model as a project sees it: what to call it and what it is, never where it lives
+    on the server; ``admin`` adds what it was registered from and the directory it loads."""
+    view: dict[str, Any] = {
         "id": f"local:{m.name}",
         "name": m.name,
         "kind": m.kind,
         "base": m.base,
-        "source": m.source,
         "createdAt": m.created_at,
     }
+    if admin:
+        view |= {"source": m.source, "path": m.path}
+    return view

@@ -36,7 +36,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from tunepipe.api.deps import Caller, Writer
+from tunepipe.api.deps import AdminDep, Caller, KeyHolder, Writer
 from tunepipe.api.json import json_response
 from tunepipe.protocol.chat import ChatCompletionRequest
 from tunepipe.protocol.chat_response import ChatCompletion, ChatCompletionChunk
@@ -157,8 +157,9 @@ def _dependency(alias: Any) -> Any:
 
 def _keyed_routes(app: FastAPI) -> dict[tuple[str, str], bool]:
     """``(path, method)`` of every documented operation that takes a key → whether it needs a
-    read/write one."""
+    read/write or an admin one."""
     caller, writer = _dependency(Caller), _dependency(Writer)
+    admin, holder = _dependency(AdminDep), _dependency(KeyHolder)
     out: dict[tuple[str, str], bool] = {}
     for route in routing.iter_route_contexts(app.routes):
         path = route.path_format
@@ -169,9 +170,9 @@ def _keyed_routes(app: FastAPI) -> dict[tuple[str, str], bool]:
             dep = stack.pop()
             calls.add(dep.call)
             stack.extend(dep.dependencies)
-        if caller in calls or writer in calls:
+        if calls & {caller, writer, admin, holder}:
             for method in route.methods or ():
-                out[(path, method.lower())] = writer in calls
+                out[(path, method.lower())] = bool(calls & {writer, admin})
     return out
 
 
@@ -243,7 +244,11 @@ def build_document(app: FastAPI, prefixes: Sequence[str], operations: Sequence[O
             )
             doc["paths"].setdefault(prefix + op.path, {})[op.method] = _render(op, operation_id)
     doc["components"]["securitySchemes"] = {
-        BEARER: {"type": "http", "scheme": "bearer", "description": "A project API key (`opk_…`)"}
+        BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A project API key (`opk_…`); an admin key (`opa_…`) for projects and base models",
+        }
     }
     return doc
 

@@ -272,3 +272,14 @@ async def test_egress_operator_urls_use_the_trusted_session(capture: Upstream) -
         assert is_guarded(upstreams.session_for(f"http://127.0.0.1:{capture.port}/admin?x="))
     finally:
         await upstreams.close()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://host:99999/v1", "http:///v1", "file:///etc/passwd"])
+async def test_egress_malformed_urls_are_bad_requests(url: str) -> None:
+    upstreams = _upstreams(ScriptedResolver())
+    try:
+        with pytest.raises(InvalidRequest) as exc:
+            await upstreams.check(url)
+        assert (exc.value.message, exc.value.param) == ("baseUrl must be an http(s) URL", "baseUrl")
+    finally:
+        await upstreams.close()

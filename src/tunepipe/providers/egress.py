@@ -40,8 +40,13 @@ class UpstreamNotAllowed(aiohttp.ClientConnectionError):
     """A connection the network policy refused (raised before any connection is made)."""
 
 
+def _log_refusal(host: str, why: str) -> None:
+    """The operator's side of a refusal: which host, and why (the tenant's side says neither)."""
+    log.warning("refused a project's upstream %s: %s (TUNEPIPE_UPSTREAM_ALLOW)", host, why)
+
+
 def _refuse(host: str, why: str) -> UpstreamNotAllowed:
-    log.warning("refused to connect to %s for a project's upstream: %s (TUNEPIPE_UPSTREAM_ALLOW)", host, why)
+    _log_refusal(host, why)
     return UpstreamNotAllowed("upstream not allowed")
 
 
@@ -115,10 +120,14 @@ async def check_url(
         InvalidRequest: with code ``upstream_not_allowed`` (or a plain one for a URL that is
             not http(s)).
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname if parts.scheme in ("http", "https") and parts.port != 0 else None
+    except ValueError:  # a malformed authority ("http://[::1", a port out of range)
+        hostname = None
+    if not hostname:
         raise InvalidRequest(f"{param} must be an http(s) URL", param=param)
-    host = normalize_host(parts.hostname)
+    host = normalize_host(hostname)
     address = parse_address(host)
     if address is not None:
         addresses = [str(address)]
@@ -136,5 +145,5 @@ async def check_url(
             if owned:
                 await active.close()
     if not policy.allows(host, addresses):
-        _refuse(host, f"registration refused (resolves to {addresses or 'nothing'})")
+        _log_refusal(host, f"not registered: it resolves to {addresses or 'nothing'}")
         raise InvalidRequest(NOT_ALLOWED.replace("baseUrl", param, 1), param=param, code=NOT_ALLOWED_CODE)

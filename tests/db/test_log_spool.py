@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 
+from conftest import migrated_engine
 from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
 from tunepipe.db.log_queries import get_call
@@ -61,9 +62,10 @@ def record(project_id: str, n: int, **overrides: Any) -> LogRecord:
 
 
 def stored_ids(engine: Engine) -> list[str]:
-    """Logged call ids in the order they were inserted."""
+    """Logged call ids in the order they were inserted (a fresh table, rows never updated)."""
+    order = "rowid" if engine.dialect.name == "sqlite" else "ctid"
     with engine.connect() as conn:
-        return [row[0] for row in conn.execute(text("SELECT id FROM logged_calls ORDER BY rowid"))]
+        return [row[0] for row in conn.execute(text(f"SELECT id FROM logged_calls ORDER BY {order}"))]
 
 
 def dead_spool(
@@ -156,9 +158,13 @@ def test_spool_of_a_live_process_is_never_claimed(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_spool_replayed_at_start_in_order_without_duplicates(
-    engine: Engine, project_id: str, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_spool_replayed_at_start_in_order_without_duplicates(backend: str, tmp_path: Path) -> None:
+    for engine in migrated_engine(backend, tmp_path):
+        await replay_in_order(engine, Database(engine).run_sync(create_project, "replay").id, tmp_path)
+
+
+async def replay_in_order(engine: Engine, project_id: str, tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     older = [record(project_id, n) for n in range(25)]
     newer = [record(project_id, 100 + n) for n in range(10)]

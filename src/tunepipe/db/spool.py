@@ -8,8 +8,8 @@ the page cache outlives the process. No fsync: a machine that loses power may lo
 records (as the database itself would with ``synchronous=NORMAL``), a process that dies loses
 none.
 
-Files of one spool (``owner`` is ``<pid>-<random>``, so processes sharing a home never share a
-file)::
+Files of one spool (``owner`` is ``<start time ns>-<pid>-<random>``, so processes sharing a
+home never share a file, and names sort by when their process started)::
 
     <owner>.lock          held (flock) by the owner for its lifetime; a spool whose lock can be
                           taken belongs to a process that is gone: an orphan
@@ -34,12 +34,13 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -99,16 +100,22 @@ def _decode_payload(payload: bytes) -> Entry:
     return Entry(LogRecord(**meta), request, response)
 
 
-def read_frames(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[Entry, int]]:
-    """The records in ``data[start:end]`` and the offset after each; stops at a torn frame."""
-    end = len(data) if end is None else min(end, len(data))
+def read_frames(f: BinaryIO, start: int = 0, end: int | None = None) -> Iterator[tuple[Entry, int]]:
+    """The records of the open segment ``f`` from byte ``start`` (up to ``end``) and the offset
+    after each, read as they are needed; stops at a torn or damaged frame."""
+    f.seek(start)
     at = start
-    while at + _FRAME.size <= end:
-        length, crc = _FRAME.unpack_from(data, at)
-        payload_end = at + _FRAME.size + length
-        if payload_end > end:
+    while end is None or at + _FRAME.size <= end:
+        header = f.read(_FRAME.size)
+        if len(header) < _FRAME.size:
             return
-        payload = data[at + _FRAME.size : payload_end]
+        length, crc = _FRAME.unpack(header)
+        payload_end = at + _FRAME.size + length
+        if end is not None and payload_end > end:
+            return
+        payload = f.read(length)
+        if len(payload) < length:  # torn: the process died inside this write
+            return
         if zlib.crc32(payload) != crc:
             log.warning("request-log spool: a damaged record at byte %d ends its segment", at)
             return
@@ -154,17 +161,19 @@ def read_spool(
         if segment > at.segment:
             at = Position(segment, 0)
         try:
-            data = _segment_path(directory, owner, segment).read_bytes()
+            f = _segment_path(directory, owner, segment).open("rb")
         except FileNotFoundError:
             continue
-        stop = end.offset if end is not None and segment == end.segment else None
-        for item, offset in read_frames(data, at.offset, stop):
-            at = Position(segment, offset)
-            out.append((item, at))
-            if len(out) >= limit:
-                return out, at
-        if end is None and at.segment == segment and at.offset < len(data):
-            at = Position(segment, len(data))  # a torn tail: skipped, never read again
+        with f:
+            stop = end.offset if end is not None and segment == end.segment else None
+            for item, offset in read_frames(f, at.offset, stop):
+                at = Position(segment, offset)
+                out.append((item, at))
+                if len(out) >= limit:
+                    return out, at
+            size = os.fstat(f.fileno()).st_size
+        if end is None and at.segment == segment and at.offset < size:
+            at = Position(segment, size)  # a torn tail: skipped, never read again
     return out, at
 
 
@@ -233,7 +242,7 @@ def claim_orphans(directory: Path, exclude: str | None = None) -> list[Orphan]:
     if not directory.is_dir():
         return []
     claimed = []
-    for lock in sorted(directory.glob("*.lock"), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+    for lock in sorted(directory.glob("*.lock")):  # by name: by the time their process started
         owner = lock.name[: -len(".lock")]
         if owner == exclude:
             continue
@@ -260,7 +269,7 @@ class Spool(_Files):
         """A new spool for this process. Its lock is taken under a temporary name and then
         renamed into place, so no other process ever sees it unlocked and takes it for an orphan."""
         directory.mkdir(parents=True, exist_ok=True)
-        owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        owner = f"{time.time_ns():019d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         temporary = directory / f".{owner}.lock.tmp"
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)

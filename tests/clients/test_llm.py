@@ -37,20 +37,17 @@ pytestmark = [
 def llm_home(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of an ``llm`` whose user directory registers tunepipe's models."""
     home = tmp_path_factory.mktemp("llm-home")
-    base = {"api_base": f"{gateway.root}/v1", "api_key_name": "tunepipe"}
-    models = [
-        {
-            "model_id": "tunepipe-echo",
-            "model_name": MODEL,
-            **base,
-            "supports_tools": True,
-            "supports_schema": True,
-        },
-        {"model_id": "tunepipe-agent", "model_name": AGENT, **base, "supports_tools": True},
-        {"model_id": "tunepipe-responses", "model_name": MODEL, **base, "responses": True},
-    ]
-    # JSON is YAML: the file is what a user would write by hand.
-    (home / "extra-openai-models.yaml").write_text(json.dumps(models, indent=2))
+    # As a user would write it by hand: one entry per model, all at tunepipe's /v1.
+    entry = "- model_id: {id}\n  model_name: '{name}'\n  api_base: '{base}'\n  api_key_name: tunepipe\n"
+    base = f"{gateway.root}/v1"
+    (home / "extra-openai-models.yaml").write_text(
+        entry.format(id="tunepipe-echo", name=MODEL, base=base)
+        + "  supports_tools: true\n  supports_schema: true\n"
+        + entry.format(id="tunepipe-agent", name=AGENT, base=base)
+        + "  supports_tools: true\n"
+        + entry.format(id="tunepipe-responses", name=MODEL, base=base)
+        + "  responses: true\n"
+    )
     (home / "keys.json").write_text(json.dumps({"tunepipe": gateway.key}))
     return {"LLM_USER_PATH": str(home)}
 

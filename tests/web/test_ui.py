@@ -136,22 +136,26 @@ def test_logs_pages_by_cursor_older_then_newer(gateway: Gateway, ui_project: UiP
     first = row_ids(page)
     assert len(first) == 3
     assert page.get_by_role("link", name="← Newer").count() == 0
-    page.get_by_role("link", name="Older →").click()
-    page.wait_for_url(re.compile(r".*cursor=.*"))
-    assert "offset" not in page.url
-    second = row_ids(page)
+    top = page.locator("table.logs tbody tr a").first  # the page's first call, once swapped in
+
+    def turn(name: str, expected_first: str | None = None) -> list[str]:
+        before = row_ids(page)[0]
+        page.get_by_role("link", name=name).click()
+        if expected_first is None:
+            expect(top).not_to_have_attribute("href", f"/logs/{before}")
+        else:
+            expect(top).to_have_attribute("href", f"/logs/{expected_first}")
+        return row_ids(page)
+
+    second = turn("Older →")
+    assert "cursor=" in page.url and "offset" not in page.url
     assert len(second) == 3 and not set(second) & set(first)
-    page.get_by_role("link", name="Older →").click()
-    expect(page.locator("table.logs tbody tr")).to_have_count(1)
-    third = row_ids(page)
-    assert page.get_by_role("link", name="Older →").count() == 0
+    third = turn("Older →")
+    assert len(third) == 1 and page.get_by_role("link", name="Older →").count() == 0
     assert sorted(first + second + third) == sorted(ui_project.ids.values())
-    page.get_by_role("link", name="← Newer").click()
-    page.wait_for_url(re.compile(r".*before=.*"))
-    assert row_ids(page) == second
-    page.get_by_role("link", name="← Newer").click()
-    page.wait_for_url(re.compile(r".*before=.*"))
-    assert row_ids(page) == first
+    assert turn("← Newer", second[0]) == second
+    assert "before=" in page.url
+    assert turn("← Newer", first[0]) == first
     assert page.get_by_role("link", name="← Newer").count() == 0
     assert page.errors == []
 
@@ -227,6 +231,36 @@ def test_metadata_edit_needs_the_csrf_token(
     assert wrong.status_code == 403
     with gateway.http(ui_project.key) as h:
         assert "forged" not in h.get(f"/logs/{call}").json()["metadata"]
+
+
+def test_selected_calls_are_added_to_a_new_dataset(
+    gateway: Gateway, ui_project: UiProject, page: Any
+) -> None:
+    sign_in(page, gateway, ui_project.key)
+    page.goto(f"{gateway.root}/logs?meta_key=flow&meta_value=b")
+    boxes = page.get_by_role("checkbox")
+    expect(boxes).to_have_count(2)
+    for i in range(2):
+        boxes.nth(i).check()
+    name = f"picked-{ui_project.run}"
+    page.get_by_label("New dataset name").fill(name)
+    page.get_by_role("button", name="Add selected to dataset").click()
+    page.wait_for_url(re.compile(r".*added=2.*"))
+    assert page.get_by_role("status").inner_text() == "Added 2 calls to the dataset."
+    assert "meta_value=b" in page.url  # back to the same filtered page
+    with gateway.http(ui_project.key) as h:
+        (made,) = [d for d in h.get("/datasets").json()["data"] if d["name"] == name]
+        entries = h.get(f"/datasets/{made['id']}/entries").json()["data"]
+    assert made["dataset_entry_count"] == 2
+    pairs = sorted((e["messages"][0]["content"], e["messages"][-1]["content"]) for e in entries)
+    assert pairs == [(f"big question {i}", f"echo: big question {i}") for i in range(2)]
+    # The new dataset is offered next time; the tool call made elsewhere makes an entry too.
+    page.goto(f"{gateway.root}/logs?meta_key=flow&meta_value=tool")
+    page.get_by_label("Dataset", exact=True).select_option(label=name)
+    page.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Add selected to dataset").click()
+    page.wait_for_url(re.compile(r".*added=1.*"))
+    assert page.errors == []
 
 
 def test_read_only_key_sees_no_write_controls_and_its_posts_are_refused(

@@ -72,10 +72,18 @@ def _page_query(
     conds = _where(project_id, f)
     if after is not None:
         at, call_id = after
+        # The plain bound on `requested_at` lets the index on (project_id, requested_at) bound the
+        # scan; the OR breaks ties by id.
         if newer:
-            conds.append(or_(c.requested_at > at, and_(c.requested_at == at, c.id > call_id)))
+            conds += [
+                c.requested_at >= at,
+                or_(c.requested_at > at, and_(c.requested_at == at, c.id > call_id)),
+            ]
         else:
-            conds.append(or_(c.requested_at < at, and_(c.requested_at == at, c.id < call_id)))
+            conds += [
+                c.requested_at <= at,
+                or_(c.requested_at < at, and_(c.requested_at == at, c.id < call_id)),
+            ]
     order = (c.requested_at.asc(), c.id.asc()) if newer else (c.requested_at.desc(), c.id.desc())
     return select(logged_calls).where(*conds).order_by(*order).limit(limit)
 

@@ -20,6 +20,7 @@ def install(app: FastAPI) -> None:
     add("/sign-in", pages.sign_in, post, include_in_schema=False)
     add("/sign-out", pages.sign_out, post, include_in_schema=False)
     add("/logs", pages.logs_page, get, include_in_schema=False)
+    add("/logs/add-to-dataset", pages.add_to_dataset, post, include_in_schema=False)
     add("/logs/{call_id}", pages.log_detail_page, get, include_in_schema=False)
     add("/logs/{call_id}/metadata", pages.set_metadata, post, include_in_schema=False)
     for path in pages.LATER:

@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -311,6 +311,9 @@ async def _logs(request: Request, signed: Signed) -> Response:
     else:
         calls, older = await logs.page(signed.principal, f, cursor or None, limit, False)
         newer = bool(cursor)
+    newest = logs.cursor_of(calls[0]) if calls else None
+    tp = _container(request)
+    datasets = [] if signed.principal.read_only else await tp.datasets.all(signed.principal)
     context = _base(
         request,
         signed,
@@ -319,6 +322,9 @@ async def _logs(request: Request, signed: Signed) -> Response:
         given=given,
         filtered=any(given.values()),
         limit=limit if limit != PAGE_SIZE else None,
+        datasets=datasets,
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        added=_added_notice(request),
         ranges=(
             ("", "Any time"),
             ("15m", "Last 15 minutes"),
@@ -326,9 +332,40 @@ async def _logs(request: Request, signed: Signed) -> Response:
             ("7d", "Last 7 days"),
         ),
         older_url=f"/logs?{_query(given, limit, cursor=older)}" if older else None,
-        newer_url=f"/logs?{_query(given, limit, before=logs.cursor_of(calls[0]))}" if newer and calls else None,
+        newer_url=f"/logs?{_query(given, limit, before=newest)}" if newer and newest else None,
     )
     return _pages(request).render(request, "logs.html", context)
+
+
+def _added_notice(request: Request) -> str | None:
+    q = request.query_params
+    added, skipped = q.get("added", ""), q.get("skipped", "")
+    if not added.isdigit():
+        return None
+    notice = f"Added {int(added)} call{'s' if int(added) != 1 else ''} to the dataset"
+    if skipped.isdigit() and int(skipped):
+        notice += f" ({int(skipped)} skipped: failed calls and calls that are not chat requests)"
+    return notice + "."
+
+
+async def _add_to_dataset(request: Request, signed: Signed, form: FormData) -> Response:
+    call_ids = [str(v) for v in form.getlist("call_id") if str(v)]
+    if not call_ids:
+        raise InvalidRequest("Select at least one call to add", param="call_id")
+    if any("\x00" in i for i in call_ids):
+        raise InvalidRequest("Call ids cannot contain NUL characters", param="call_id")
+    tp = _container(request)
+    dataset_id = str(form.get("dataset_id") or "")
+    if not dataset_id:
+        name = str(form.get("new_name") or "").strip()
+        if not name or len(name) > MAX_TEXT or "\x00" in name:
+            raise InvalidRequest("Choose a dataset, or name a new one", param="new_name")
+        dataset_id = (await tp.datasets.create(signed.principal, name)).id
+    added, skipped = await tp.imports.add_calls(signed.principal, dataset_id, call_ids)
+    back = urlsplit(_local_path(str(form.get("next") or "")))
+    kept = [(k, v) for k, v in parse_qsl(back.query) if k not in ("added", "skipped")]
+    query = urlencode([*kept, ("added", str(added)), ("skipped", str(skipped))])
+    return redirect(request, f"{back.path}?{query}")
 
 
 async def _log_detail(request: Request, signed: Signed) -> Response:
@@ -373,3 +410,4 @@ logs_page = page(_logs)
 log_detail_page = page(_log_detail)
 later_page = page(_later)
 set_metadata = action(_set_metadata)
+add_to_dataset = action(_add_to_dataset)

@@ -13,6 +13,9 @@ sampling, seeded: the seed used is stored in the job's params, and the same seed
 logs picks the same calls). An import stops at ``max_entries``, at most the installation's
 ``dataset_import_max`` (the result says ``capped``).
 
+Calls picked one by one (the web UI's selection, :meth:`LogImports.add_calls`) are added at once,
+without a job, each made into an entry the same way.
+
 Every entry records the job that made it, so an attempt that died half-way is undone before the
 next attempt starts over: an import is never counted twice.
 """
@@ -20,6 +23,7 @@ next attempt starts over: an import is never counted twice.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +42,11 @@ from tunepipe.errors import InvalidRequest
 from tunepipe.protocol.datasets import ImportLogsRequest, LogImportFilters
 from tunepipe.protocol.logs import parse_time
 from tunepipe.services.changes import ChangeFeed
-from tunepipe.services.datasets.service import queue_dataset_job, with_split
+from tunepipe.services.datasets.service import dataset_in, queue_dataset_job, with_split
 from tunepipe.services.jobs.context import JobContext, JobFailed
 
 PAGE = 500
+MAX_CHOSEN = 500  # calls added to a dataset by hand at once
 OUTPUT_KEYS = ("role", "content", "tool_calls", "function_call")
 
 
@@ -201,6 +206,34 @@ class LogImports:
             params,
             max_attempts=self._max_attempts,
         )
+
+    async def add_calls(
+        self, principal: Principal, dataset_id: str, call_ids: Sequence[str]
+    ) -> tuple[int, int]:
+        """Add chosen calls of the project to a dataset at once (no job: a page's selection is
+        small), each made into an entry as an import makes it; how many were added and how many
+        skipped (not found in the project, failed, or not a chat call that makes an entry)."""
+        if len(call_ids) > MAX_CHOSEN:
+            raise InvalidRequest(f"At most {MAX_CHOSEN} calls at once", param="call_ids")
+        await self._writer.flush()
+
+        def add(conn: Connection) -> tuple[int, int]:
+            ds = dataset_in(conn, principal, dataset_id)
+            entries: list[NewEntry] = []
+            chosen = list(dict.fromkeys(call_ids))
+            for call_id in chosen:
+                call = log_queries.get_call(conn, principal.project.id, call_id)
+                if call is None or call.status_code != 200:
+                    continue
+                try:
+                    data = with_split(entry_from_call(call), ds.train_ratio)
+                except EntryInvalid:
+                    continue
+                entries.append(NewEntry(data, "REQUEST_LOG", logged_call_id=call.id))
+            added = repo.insert_entries(conn, principal.project.id, ds.id, entries)
+            return added, len(chosen) - added
+
+        return await self._db.run(add)
 
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         """The job: scan, sample, insert; the result is the counters."""

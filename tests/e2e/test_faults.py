@@ -225,8 +225,7 @@ def test_faults_postgres_outage_serves_known_keys_and_loses_no_log(
     user = pg.get("user", "postgres")
     env = base_env(tmp_path, fake_provider, f"postgresql://{user}@127.0.0.1:{proxy.port}/{fault_database}")
     key = new_key()
-    env["TUNEPIPE_API_KEY"] = key
-    env["TUNEPIPE_WORKER"] = "false"
+    env["TUNEPIPE_API_KEY"] = key  # the job worker runs too: its polls fail all along
     port = free_port()
     proc = _start(env, port)
     answered: list[str] = []

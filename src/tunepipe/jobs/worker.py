@@ -36,6 +36,7 @@ from sqlalchemy import Connection
 
 from tunepipe.db import jobs as repo
 from tunepipe.db.database import Database
+from tunepipe.db.outage import Throttled, summary, unavailable
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.jobs import Job, JobEvent, JobStatus, after_crash
 from tunepipe.services.jobs import queue
@@ -94,6 +95,8 @@ class Worker:
         self._wakes = {lane.name: asyncio.Event() for lane in self.lanes}
         self._closing = False
         self._recovered_at = 0.0
+        # An unreachable database fails every poll of every lane: one line per interval.
+        self._poll_errors = Throttled(log, settings.db_error_log_interval_s)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -160,8 +163,14 @@ class Worker:
                 if len(busy) < lane.slots:
                     await self._recover_now_and_then()
                     job = await self.db.run(queue.claim, self.worker_id, lane.kinds)
-            except Exception:  # the database may be away for a while; keep polling
-                log.exception("worker %s: polling for %s jobs failed", self.worker_id, lane.name)
+                    self._poll_errors.recovered("worker %s: polling for jobs works again", self.worker_id)
+            except Exception as exc:  # the database may be away for a while; keep polling
+                if unavailable(exc):
+                    self._poll_errors.error(
+                        "worker %s: polling for %s jobs failed: %s", self.worker_id, lane.name, summary(exc)
+                    )
+                else:
+                    log.exception("worker %s: polling for %s jobs failed", self.worker_id, lane.name)
                 job = None
             if job is not None and not self._closing:
                 task = asyncio.create_task(self._run(job), name=f"job-{job.kind}-{job.id}")

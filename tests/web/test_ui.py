@@ -268,6 +268,9 @@ def test_read_only_key_sees_no_write_controls_and_its_posts_are_refused(
 ) -> None:
     sign_in(page, gateway, ui_project.read_only_key)
     assert "read-only" in page.locator("header").inner_text()
+    assert len(rows(page)) == len(ui_project.ids)  # it sees every call
+    assert page.get_by_role("checkbox").count() == 0
+    assert page.get_by_role("button", name="Add selected to dataset").count() == 0
     call = ui_project.ids["mini1"]
     page.goto(f"{gateway.root}/logs/{call}")
     assert "mini question 1" in page.locator("main").inner_text()
@@ -280,8 +283,16 @@ def test_read_only_key_sees_no_write_controls_and_its_posts_are_refused(
         gateway, f"/logs/{call}/metadata", cookie, {"key": "ro", "value": "1", "csrf_token": csrf}
     )
     assert forged.status_code == 403
+    added = post_with_cookie(
+        gateway,
+        "/logs/add-to-dataset",
+        cookie,
+        {"call_id": call, "new_name": f"ro-{ui_project.run}", "csrf_token": csrf},
+    )
+    assert added.status_code == 403
     with gateway.http(ui_project.key) as h:
         assert "ro" not in h.get(f"/logs/{call}").json()["metadata"]
+        assert all(d["name"] != f"ro-{ui_project.run}" for d in h.get("/datasets").json()["data"])
 
 
 def test_sign_out_forgets_the_session(

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     api_key: str | None = Field(
         None, description="Register this key for the default project instead of generating one."
     )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Register this admin key (projects and base models over HTTP) when `serve` starts; "
+        "`tunepipe admin create-key` makes others.",
+    )
     secret_key: str | None = Field(
         None,
         description="Fernet key that encrypts stored provider keys; default: a key file under `home`. "

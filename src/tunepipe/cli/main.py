@@ -95,7 +95,10 @@ def serve(
     settings = Settings()
 
     async def prepare(c: Container) -> None:
-        boot = await c.projects.bootstrap(settings.api_key)
+        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        boot = await c.projects.bootstrap(settings.api_key, admin_key)
+        if admin_key:
+            console.print(f"Admin key from TUNEPIPE_ADMIN_KEY registered ({admin_key[:8]}…)")
         if boot.new_key:
             key = f"[bold green]{boot.new_key}[/bold green]"
             console.print(f"Project [bold]{boot.project.name}[/bold] API key (shown once): {key}")

@@ -222,6 +222,16 @@ def create_admin_key(conn: Connection, *, name: str = "", key: str | None = None
     return info, plain
 
 
+def ensure_admin_key(conn: Connection, key: str) -> bool:
+    """Register ``key`` (``TUNEPIPE_ADMIN_KEY``) as an admin key unless it is one; True if new."""
+    holder = key_holder(conn, key)
+    if isinstance(holder, Principal):
+        raise Conflict("TUNEPIPE_ADMIN_KEY is a project's API key: an admin key must be a key of its own")
+    if holder is None:
+        create_admin_key(conn, name="from TUNEPIPE_ADMIN_KEY", key=key)
+    return holder is None
+
+
 def list_admin_keys(conn: Connection) -> list[AdminKeyInfo]:
     return [_admin_info(r) for r in conn.execute(select(admin_keys).order_by(admin_keys.c.created_at))]
 

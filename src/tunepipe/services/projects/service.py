@@ -51,12 +51,20 @@ class ProjectService:
         self._db = db
         self._feed = feed
 
-    async def bootstrap(self, api_key: str | None) -> Bootstrap:
-        """Make sure the default project exists with a key (``api_key`` if given)."""
+    async def bootstrap(self, api_key: str | None, admin_key: str | None = None) -> Bootstrap:
+        """Make sure the default project exists with a key (``api_key`` if given), and that
+        ``admin_key``, if given, is an admin key."""
+
+        def boot(conn: Connection) -> tuple[Project, str | None]:
+            project, key = repo.ensure_default_project(conn, api_key)
+            if admin_key:
+                repo.ensure_admin_key(conn, admin_key)
+            return project, key
+
         try:
-            project, key = await self._db.run(repo.ensure_default_project, api_key)
+            project, key = await self._db.run(boot)
         except Conflict:  # another process created it at the same moment: it exists now
-            project, key = await self._db.run(repo.ensure_default_project, api_key)
+            project, key = await self._db.run(boot)
         return Bootstrap(project=project, new_key=key)
 
     async def named(self, name: str | None) -> Project:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -90,6 +91,10 @@ def test_install_runtime_dependencies_alone_serve_local_and_proxied_calls(
         )
         assert proxied.choices[0].message.content == "echo: through the gateway"
         assert fake_provider.last()["body"]["messages"][-1]["content"] == "through the gateway"
+        # The web UI's templates and vendored assets ship in the package.
+        sign_in = httpx.get(f"http://127.0.0.1:{port}/sign-in", timeout=30)
+        assert sign_in.status_code == 200 and "API key" in sign_in.text, sign_in.text[:500]
+        assert httpx.get(f"http://127.0.0.1:{port}/static/htmx.min.js", timeout=30).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         returncode = proc.wait(60)

@@ -222,13 +222,18 @@ def extract_person(text: str) -> str:
     return orjson.dumps({"name": name, "age": age, "city": city}).decode()
 
 
-def _instance(schema: dict[str, Any], text: str) -> Any:
-    """A value valid against a simple JSON schema: strings are ``text`` (or "echo")."""
-    if "enum" in schema:
+def _instance(schema: Any, text: str) -> Any:
+    """A value valid against a simple JSON schema: strings are ``text`` (or "echo"). Any other
+    JSON is taken as a schema too (as OpenAI takes it), and answered with a string."""
+    if not isinstance(schema, dict):
+        return text or "echo"
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
     kind = schema.get("type")
     if kind == "object":
-        return {name: _instance(sub, text) for name, sub in (schema.get("properties") or {}).items()}
+        properties = schema.get("properties")
+        props = properties if isinstance(properties, dict) else {}
+        return {name: _instance(sub, text) for name, sub in props.items()}
     if kind == "array":
         return []
     return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(str(kind), text or "echo")
@@ -274,7 +279,7 @@ def _openai_reply(body: dict[str, Any], index: int) -> tuple[dict[str, Any], str
     for s in [stop] if isinstance(stop, str) else stop or []:
         if s in content:
             return {"role": "assistant", "content": content[: content.index(s)]}, "stop"
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)  # 5.0 is 5 in JSON
     if max_tokens and _words(content) > max_tokens:
         return {"role": "assistant", "content": " ".join(content.split()[:max_tokens])}, "length"
     return {"role": "assistant", "content": content}, "stop"
@@ -364,7 +369,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(status, f"fake failure {status}")
     if str(body["model"]).endswith("-error"):
         return _error(404, f"The model `{body['model']}` does not exist or you do not have access to it.")
-    n = body.get("n") or 1
+    n = int(body.get("n") or 1)
     replies = [_openai_reply(body, i) for i in range(n)]
     completion_tokens = sum(_completion_tokens(m) for m, _ in replies)
     usage = {

@@ -2,7 +2,14 @@
 
 Validation only: the gateway forwards the caller's own JSON (so fields it does not know still
 reach the provider) and uses these models to reject malformed requests with a 400 that names the
-field. Unknown top-level fields are allowed; message and part shapes are checked by role/type.
+field. Unknown fields are allowed at every level; message and part shapes are checked by
+role/type.
+
+What is declared here accepts everything OpenAI's published request schema accepts (a property
+test generates requests from that schema, ``tests/api/test_openai_request_schema.py``), and is
+refused beyond it only where OpenAI's server refuses too: ``stream_options`` without ``stream``,
+``top_logprobs`` without ``logprobs``, a token limit below 1. Typed fields are strict: ``"2"`` is
+not a number and ``"true"`` not a boolean (integers may be written ``2.0``, as JSON allows).
 """
 
 from __future__ import annotations
@@ -11,9 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from tunepipe.protocol.types import WholeNumber
+
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class TextPart(_Open):
@@ -134,10 +143,15 @@ Message = Annotated[
 ]
 
 
-class FunctionDef(_Open):
+class LegacyFunctionDef(_Open):
+    """An entry of the deprecated ``functions``: no ``strict`` here (any value passes through)."""
+
     name: str
     parameters: dict[str, Any] | None = None
     description: str | None = None
+
+
+class FunctionDef(LegacyFunctionDef):
     strict: bool | None = None
 
 
@@ -230,21 +244,21 @@ class ChatCompletionRequest(_Open):
     messages: list[Message] = Field(min_length=1)
     audio: AudioOutput | None = None
     function_call: Literal["none", "auto"] | NamedFunction | None = None
-    functions: list[FunctionDef] | None = None
+    functions: list[LegacyFunctionDef] | None = None
     tool_choice: ToolChoice | None = None
     tools: list[Tool] | None = None
     parallel_tool_calls: bool | None = None
-    n: int | None = Field(default=None, ge=1, le=128)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: WholeNumber | None = Field(default=None, ge=1, le=128)
+    max_tokens: WholeNumber | None = Field(default=None, ge=1)
+    max_completion_tokens: WholeNumber | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     stop: str | list[str] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    seed: int | None = None
+    top_logprobs: WholeNumber | None = Field(default=None, ge=0, le=20)
+    seed: WholeNumber | None = None
     store: bool | None = None
     response_format: ResponseFormat | None = None
     stream: bool | None = False

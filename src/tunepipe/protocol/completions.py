@@ -1,8 +1,9 @@
 """The legacy Completions request (``POST /completions``) and its answer, as OpenAI defines them.
 
 Validation only, as for chat: the caller's JSON is forwarded (``model`` rewritten) and unknown
-fields are kept. ``prompt`` is a string, a list of strings, one array of token ids, or a list of
-such arrays; answers are ``text_completion`` objects, streamed as chunks of the same shape.
+fields are kept; typed fields are strict, as chat's are. ``prompt`` is a string, a list of
+strings, one array of token ids, or a list of such arrays; answers are ``text_completion``
+objects, streamed as chunks of the same shape.
 """
 
 from __future__ import annotations
@@ -11,28 +12,30 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Prompt = str | list[str] | list[int] | list[list[int]]
+from tunepipe.protocol.types import WholeNumber
+
+Prompt = str | list[str] | list[WholeNumber] | list[list[WholeNumber]]
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool | None = None
 
 
 class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
     prompt: Prompt
-    best_of: int | None = Field(default=None, ge=0, le=20)
+    best_of: WholeNumber | None = Field(default=None, ge=0, le=20)
     echo: bool | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logprobs: int | None = Field(default=None, ge=0, le=5)
-    max_tokens: int | None = Field(default=None, ge=0)
-    n: int | None = Field(default=None, ge=1, le=128)
-    seed: int | None = None
+    logprobs: WholeNumber | None = Field(default=None, ge=0, le=5)
+    max_tokens: WholeNumber | None = Field(default=None, ge=0)
+    n: WholeNumber | None = Field(default=None, ge=1, le=128)
+    seed: WholeNumber | None = None
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None

@@ -1,10 +1,10 @@
 """The Embeddings request and answer, as OpenAI defines them.
 
 Validation only, as for chat: the caller's JSON is what an upstream receives (``model``
-rewritten), and unknown fields are kept. ``input`` is one string, a list of strings, one array
-of token ids, or a list of such arrays. Answers carry each vector as a list of floats or, with
-``encoding_format: "base64"`` (what the ``openai`` SDK asks for unless told otherwise), as the
-base64 of its little-endian float32 bytes.
+rewritten), and unknown fields are kept; typed fields are strict, as chat's are. ``input`` is
+one string, a list of strings, one array of token ids, or a list of such arrays. Answers carry
+each vector as a list of floats or, with ``encoding_format: "base64"`` (what the ``openai`` SDK
+asks for unless told otherwise), as the base64 of its little-endian float32 bytes.
 
 The log keeps a summary of an answer (how many vectors, of what size) instead of the vectors:
 they are large, and nobody reads them back from a log.
@@ -20,19 +20,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tunepipe.protocol.types import WholeNumber
+
 MAX_INPUTS = 2048
 """OpenAI's limit on the number of inputs in one request."""
 
-EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+EmbeddingInput = str | list[str] | list[WholeNumber] | list[list[WholeNumber]]
 
 
 class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
     input: EmbeddingInput
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: WholeNumber | None = Field(default=None, ge=1)
     user: str | None = None
     metadata: dict[str, str] | None = None
 

@@ -4,7 +4,8 @@ request, and Anthropic's error body.
 Validation only, as for chat: a request that passes is translated from the caller's own JSON,
 and unknown fields are kept by the models (a field the translation does not use is dropped, one
 the Anthropic upstream knows is still sent to it, since ``anthropic:`` models get the caller's
-body as sent). The answer's side is :mod:`tunepipe.protocol.messages_response`.
+body as sent). The answer's side is :mod:`tunepipe.protocol.messages_response`. Typed fields are
+strict, as chat's are (``"max_tokens": "10"`` is a 400 naming ``max_tokens``).
 
 The translation is strict where the lenient one for ``/report-anthropic`` is not: a block with
 no chat counterpart (a server tool, a document in an assistant turn) is a 400 naming it rather
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError, trpc_code
 from tunepipe.protocol.params import param_of
+from tunepipe.protocol.types import WholeNumber
 
 JSON = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -31,7 +33,7 @@ MAX_CHAT_STOPS = 4
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class Base64Source(_Open):
@@ -151,12 +153,12 @@ class Metadata(_Open):
 
 class MessagesRequest(_Open):
     model: str = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: WholeNumber = Field(ge=1)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: WholeNumber | None = Field(default=None, ge=0)
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     tools: list[ToolDef] | None = None

@@ -9,7 +9,7 @@ What does not translate is refused with a 400 naming the field (built-in tools s
 ``web_search``, ``item_reference`` inputs, background mode) rather than silently dropped;
 fields that only tune OpenAI's own service (``include``, ``truncation``, ``prompt_cache_key``)
 are accepted and ignored. Reasoning items a client sends back are dropped: no chat model takes
-them as input.
+them as input. Typed fields are strict, as chat's are (``"stream": "yes"`` is a 400).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunepipe.errors import InvalidRequest
+from tunepipe.protocol.types import WholeNumber
 
 
 class TextFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: Literal["text", "json_schema", "json_object"]
     name: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
@@ -32,13 +33,13 @@ class TextFormat(BaseModel):
 
 
 class TextConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     format: TextFormat | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
 class ReasoningConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     effort: Literal["minimal", "low", "medium", "high"] | None = None
     summary: str | None = None
 
@@ -47,7 +48,7 @@ class ResponsesRequest(BaseModel):
     """``POST /responses``. Input items and tools are checked while they are translated, so
     that an error names the item (``input[2].content[0].type``)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     input: str | list[dict[str, Any]] = Field(default_factory=list)
@@ -57,7 +58,7 @@ class ResponsesRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: WholeNumber | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     metadata: dict[str, str] | None = None

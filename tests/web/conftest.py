@@ -7,6 +7,7 @@ One browser per module; each test opens its own context (its own cookies). CI in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -71,11 +72,12 @@ def _project(gateway: Gateway, prefix: str) -> tuple[str, str, str]:
     return name, keys[0], keys[1]
 
 
-def _chat(gateway: Gateway, key: str, model: str, text: str, metadata: dict[str, str]) -> str:
+def _chat(gateway: Gateway, key: str, model: str, text: str, metadata: dict[str, str], **headers: str) -> str:
     with gateway.http(key) as h:
         r = h.post(
             "/chat/completions",
             json={"model": model, "messages": [{"role": "user", "content": text}], "metadata": metadata},
+            headers=headers,
         )
     assert r.status_code == 200, r.text
     return str(r.json()["id"])
@@ -118,6 +120,18 @@ def ui_project(gateway: Gateway, two_projects: list[tuple[str, str, str]]) -> Ui
             {"run": project.run, "flow": "x", "note": XSS_TAG},
         )
     ] = "xss"
+    # A call that fell back: the first model fails, the second answers.
+    fallback = json.dumps(["openai:gpt-4o-mini"])
+    made[
+        _chat(
+            gateway,
+            key,
+            "openai:fail-503",
+            "fall back please",
+            {"run": project.run, "flow": "fallback"},
+            **{"op-fallback": fallback},
+        )
+    ] = "fallback"
     # A call made elsewhere and reported, whose answer is a tool call.
     with gateway.http(key) as h:
         r = h.post(

@@ -151,7 +151,7 @@ def test_logs_pages_by_cursor_older_then_newer(gateway: Gateway, ui_project: UiP
     assert "cursor=" in page.url and "offset" not in page.url
     assert len(second) == 3 and not set(second) & set(first)
     third = turn("Older →")
-    assert len(third) == 1 and page.get_by_role("link", name="Older →").count() == 0
+    assert len(third) == len(ui_project.ids) - 6 and page.get_by_role("link", name="Older →").count() == 0
     assert sorted(first + second + third) == sorted(ui_project.ids.values())
     assert turn("← Newer", second[0]) == second
     assert "before=" in page.url
@@ -185,6 +185,12 @@ def test_log_detail_shows_messages_response_tool_calls_and_metadata(
     call = page.locator(".tool-call")
     assert "get_weather" in call.inner_text()
     assert '"city": "Oslo"' in call.locator("pre").inner_text()  # arguments pretty-printed
+    page.goto(f"{gateway.root}/logs/{ui_project.ids['fallback']}")
+    attempts = page.get_by_role("region", name="Attempts").locator("tbody tr").all_inner_texts()
+    assert len(attempts) == 2
+    assert "openai:fail-503" in attempts[0] and "503" in attempts[0]
+    assert "openai:gpt-4o-mini" in attempts[1] and "200" in attempts[1]
+    assert "echo: fall back please" in page.get_by_role("region", name="Response").inner_text()
     assert page.errors == []
     missing = page.goto(f"{gateway.root}/logs/not-a-call-of-this-project")
     assert missing is not None and missing.status == 404

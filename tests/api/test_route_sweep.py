@@ -7,6 +7,8 @@ mixture, a fallback chain, a stored response, a cached answer). Then:
 - project B's read/write key calls every operation with A's ids in the path: none succeeds on
   A's things, no answer carries A's data, and A's things read back unchanged afterwards;
 - A's read-only key calls every operation that changes something: each is refused with 403;
+- project keys are refused every installation-wide write (projects, base models), and an admin
+  key every project-scoped operation;
 - A's keys and provider key appear nowhere in plain text: not in the database's files, not in
   the server's log.
 
@@ -285,3 +287,40 @@ def test_route_sweep_no_credential_in_plain_text(gateway: Gateway, tenants: tupl
         assert secret.encode() not in log, "a credential in the server log"
         for f in files:
             assert secret.encode() not in f.read_bytes(), f"a credential in plain text in {f.name}"
+
+
+def test_route_sweep_keys_stay_in_their_role(gateway: Gateway, tenants: tuple[Tenant, Tenant]) -> None:
+    """Project keys are refused every installation-wide write; an admin key is refused every
+    project-scoped operation (it belongs to no project) and changes none of A's things."""
+    a, b = tenants
+    before = _snapshot(gateway, a)
+    admin, installation, project = gateway.admin_key, 0, 0
+    for method, template in _operations(gateway):
+        body = BODIES.get((method, template), {}) if method != "get" else None
+        if template.startswith(INSTALLATION_WIDE):
+            if method == "get" and template == "/base-models":
+                continue  # names only, for choosing a base model: checked in test_admin_role
+            for key in (b.key, a.read_only_key):
+                r = httpx.request(
+                    method,
+                    f"{gateway.base_url}{_fill(template, {'name': a.name})}",
+                    json=body,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert r.status_code == 403, (
+                    f"project key {method.upper()} {template}: {r.status_code} {r.text}"
+                )
+            installation += 1
+        else:
+            r = httpx.request(
+                method,
+                f"{gateway.base_url}{_fill(template, a.ids)}",
+                json=body,
+                headers={"Authorization": f"Bearer {admin}"},
+                timeout=30,
+            )
+            assert r.status_code == 403, f"admin key {method.upper()} {template}: {r.status_code} {r.text}"
+            assert not any(s in r.text for s in a.content)
+            project += 1
+    assert installation >= 4 and project >= 50
+    assert _snapshot(gateway, a) == before

@@ -339,3 +339,21 @@ def test_ui_pages_send_a_content_security_policy_and_api_routes_still_answer(gat
         assert c.get("/docs").status_code == 200
         assert c.get("/api/v1/logs", headers={"Authorization": f"Bearer {gateway.key}"}).status_code == 200
         assert c.get("/v1/models", headers={"Authorization": f"Bearer {gateway.key}"}).status_code == 200
+
+
+def test_sign_in_goes_back_only_to_paths_of_this_site(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.root, timeout=10) as c:
+        for target, expected in (
+            ("/logs?model=x", "/logs?model=x"),
+            ("//evil.example/logs", "/logs"),
+            ("https://evil.example/", "/logs"),
+            ("/\\evil.example", "/logs"),
+        ):
+            r = c.post("/sign-in", data={"api_key": gateway.read_only_key, "next": target})
+            assert r.status_code == 303 and r.headers["location"] == expected, (target, r.headers)
+        cross = c.post(
+            "/sign-in",
+            data={"api_key": gateway.read_only_key},
+            headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        )
+        assert cross.status_code == 403 and "set-cookie" not in cross.headers

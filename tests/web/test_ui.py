@@ -243,7 +243,9 @@ def test_selected_calls_are_added_to_a_new_dataset(
     gateway: Gateway, ui_project: UiProject, page: Any
 ) -> None:
     sign_in(page, gateway, ui_project.key)
-    page.goto(f"{gateway.root}/logs?meta_key=flow&meta_value=b")
+    page.get_by_label("Metadata key").fill("flow")
+    page.get_by_label("Metadata value").fill("b")
+    page.get_by_role("button", name="Filter").click()  # swapped in by htmx
     boxes = page.get_by_role("checkbox")
     expect(boxes).to_have_count(2)
     for i in range(2):

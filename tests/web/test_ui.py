@@ -127,6 +127,11 @@ def test_logs_table_lists_the_calls_made_and_filters_narrow_it(
     assert len(rows(page)) == 1
     page.goto(f"{gateway.root}/logs?status=500")
     assert rows(page) == [] and "No logged calls match" in page.locator("#results").inner_text()
+    bad = page.goto(f"{gateway.root}/logs?status=abc&model=kept")
+    assert bad is not None and bad.status == 400
+    assert "`status` must be an HTTP status code" in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("Model", exact=True).input_value() == "kept"
+    page.errors.clear()  # the 400 itself is logged by the browser
     assert page.errors == []
 
 

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tunepipe.domain.logs import LogFilter
+from tunepipe.domain.logs import LogFilter, LoggedCall
 from tunepipe.domain.projects import Admin, Principal
 from tunepipe.errors import AuthenticationFailed, InvalidRequest, NotFound, TunepipeError
 from tunepipe.protocol.logs import query_filter
@@ -300,18 +300,37 @@ def _query(given: dict[str, str], limit: int, **page: str | None) -> str:
     return urlencode({k: v for k, v in params.items() if v})
 
 
+RANGE_CHOICES = (
+    ("", "Any time"),
+    ("15m", "Last 15 minutes"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+)
+
+
 async def _logs(request: Request, signed: Signed) -> Response:
-    given = _filters(request)
-    f = _log_filter(given)
-    limit = _limit(request)
+    """The page of calls; a filter that cannot be used shows the form again with the reason
+    (400), with whatever was typed kept."""
+    q = request.query_params
+    given = {name: q.get(name, "").strip()[:MAX_TEXT] for name in FILTER_FIELDS}
     logs = _container(request).logs
-    cursor, before = request.query_params.get("cursor"), request.query_params.get("before")
-    if before:
-        calls, newer = await logs.page_newer(signed.principal, f, before, limit)
-        older = logs.cursor_of(calls[-1]) if calls else None
-    else:
-        calls, older = await logs.page(signed.principal, f, cursor or None, limit, False)
-        newer = bool(cursor)
+    calls: list[LoggedCall] = []
+    older = newest = error = None
+    newer = False
+    limit = PAGE_SIZE
+    try:
+        given = _filters(request)
+        f = _log_filter(given)
+        limit = _limit(request)
+        cursor, before = q.get("cursor"), q.get("before")
+        if before:
+            calls, newer = await logs.page_newer(signed.principal, f, before, limit)
+            older = logs.cursor_of(calls[-1]) if calls else None
+        else:
+            calls, older = await logs.page(signed.principal, f, cursor or None, limit, False)
+            newer = bool(cursor)
+    except InvalidRequest as exc:
+        error = exc.message
     newest = logs.cursor_of(calls[0]) if calls else None
     tp = _container(request)
     datasets = [] if signed.principal.read_only else await tp.datasets.all(signed.principal)
@@ -321,21 +340,17 @@ async def _logs(request: Request, signed: Signed) -> Response:
         calls=calls,
         tags=views.tags,
         given=given,
+        error=error,
         filtered=any(given.values()),
         limit=limit if limit != PAGE_SIZE else None,
         datasets=datasets,
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         added=_added_notice(request),
-        ranges=(
-            ("", "Any time"),
-            ("15m", "Last 15 minutes"),
-            ("24h", "Last 24 hours"),
-            ("7d", "Last 7 days"),
-        ),
+        ranges=RANGE_CHOICES,
         older_url=f"/logs?{_query(given, limit, cursor=older)}" if older else None,
         newer_url=f"/logs?{_query(given, limit, before=newest)}" if newer and newest else None,
     )
-    return _pages(request).render(request, "logs.html", context)
+    return _pages(request).render(request, "logs.html", context, status_code=400 if error else 200)
 
 
 def _added_notice(request: Request) -> str | None:

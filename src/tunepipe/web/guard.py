@@ -1,0 +1,156 @@
+"""What every page of the UI shares: who is signed in, the navigation, and the two kinds of
+handler.
+
+:func:`page` wraps a page that needs a session: a signed-out visitor is sent to the sign-in form
+(and back afterwards), and a service's error becomes an HTML error page with its status, never
+the API's JSON envelope. :func:`action` wraps a state-changing request (``POST``), checked before
+anything else: a session (else 401), the same origin when the browser says, the session's CSRF
+token, and a read/write key (else 403); a refused request changes nothing.
+
+Each request reads the session (:mod:`tunepipe.web.session`) and authenticates its key again,
+so a revoked key ends its sessions; a page shows the signed-in key's project only. A new page is
+a handler ``(request, signed) -> response`` that calls one service, wrapped by :func:`page`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tunepipe.domain.projects import Admin, Principal
+from tunepipe.errors import AuthenticationFailed, TunepipeError
+from tunepipe.services.container import Container
+from tunepipe.web import session as sessions
+from tunepipe.web.render import Pages, redirect
+
+NAV = (
+    ("Request Logs", "/logs"),
+    ("Datasets", "/datasets"),
+    ("Fine-tunes", "/fine-tunes"),
+    ("Evaluations", "/evaluations"),
+    ("Criteria", "/criteria"),
+    ("Usage", "/usage"),
+    ("Settings", "/settings"),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Signed:
+    principal: Principal
+    session: sessions.Session
+
+
+def container(request: Request) -> Container:
+    state: Container = request.app.state.tp
+    return state
+
+
+def renderer(request: Request) -> Pages:
+    pages: Pages = request.app.state.web_pages
+    return pages
+
+
+def is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+async def signed_in(request: Request) -> Signed | None:
+    tp = container(request)
+    session = sessions.unseal(tp.box, request.cookies.get(sessions.COOKIE))
+    if session is None:
+        return None
+    try:
+        holder = await tp.auth.holder(f"Bearer {session.api_key}")
+    except AuthenticationFailed:
+        return None
+    if isinstance(holder, Admin):
+        return None
+    return Signed(holder, session)
+
+
+def local_path(value: str | None) -> str:
+    """Where to go after signing in: a path on this site, never another site."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/logs"
+    parts = urlsplit(value)
+    return "/logs" if parts.scheme or parts.netloc else value
+
+
+def same_origin(request: Request) -> bool:
+    """What the browser says about where a form came from (absent headers say nothing)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    # Host and port only: behind a proxy that ends TLS the server sees http while the browser
+    # says https.
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def page_context(request: Request, signed: Signed | None, **context: Any) -> dict[str, Any]:
+    return {
+        "nav": NAV,
+        "current": request.url.path,
+        "project": signed.principal.project.name if signed else None,
+        "read_only": signed.principal.read_only if signed else True,
+        "csrf": signed.session.csrf if signed else "",
+        **context,
+    }
+
+
+def error_page(request: Request, signed: Signed | None, status: int, message: str) -> Response:
+    return renderer(request).render(
+        request, "error.html", page_context(request, signed, status=status, message=message), status
+    )
+
+
+Handler = Callable[[Request, Signed], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def page(handler: Handler) -> Endpoint:
+    """A page that needs a session: signed-out visitors go to the sign-in form; a service's
+    error becomes an HTML error page."""
+
+    async def run(request: Request) -> Response:
+        signed = await signed_in(request)
+        if signed is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return redirect(request, "/sign-in?" + urlencode({"next": target}))
+        try:
+            return await handler(request, signed)
+        except TunepipeError as exc:
+            return error_page(request, signed, exc.status_code, exc.message)
+
+    return run
+
+
+def action(
+    handler: Callable[[Request, Signed, FormData], Awaitable[Response]],
+) -> Endpoint:
+    """A state-changing request: same origin, the session's CSRF token, a read/write key."""
+
+    async def run(request: Request) -> Response:
+        signed = await signed_in(request)
+        if signed is None:
+            return error_page(request, None, 401, "Sign in first.")
+        form = await request.form()
+        given = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
+        if not same_origin(request) or not sessions.csrf_ok(signed.session, str(given or "")):
+            return error_page(request, signed, 403, "This form has expired or did not come from this site.")
+        if signed.principal.read_only:
+            return error_page(request, signed, 403, "This key is read-only: it can look, not change.")
+        try:
+            return await handler(request, signed, form)
+        except TunepipeError as exc:
+            return error_page(request, signed, exc.status_code, exc.message)
+
+    return run

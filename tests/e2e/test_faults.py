@@ -29,9 +29,11 @@ def new_key() -> str:
     return f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
 
 
-def chat(http: httpx.Client, key: str, text: str) -> httpx.Response:
+def chat(http: httpx.Client, key: str, text: str, headers: dict[str, str] | None = None) -> httpx.Response:
     body = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
-    return http.post("/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+    return http.post(
+        "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}", **(headers or {})}
+    )
 
 
 def sqlite_request_ids(home: Path) -> list[str]:
@@ -241,12 +243,19 @@ def test_faults_postgres_outage_serves_known_keys_and_loses_no_log(
             proxy.down()
             until = time.monotonic() + 12
             unknown: list[httpx.Response] = []
+            reads: list[httpx.Response] = []
             while time.monotonic() < until:
                 r = chat(http, key, f"during {len(answered)}")
                 assert r.status_code == 200, r.text
                 answered.append(r.headers["x-request-id"])
                 if len(answered) % 20 == 0:
                     unknown.append(chat(http, new_key(), "never seen"))
+                    # What needs the database itself fails cleanly; a cache that cannot be read
+                    # is a miss.
+                    reads.append(http.get("/datasets", headers={"Authorization": f"Bearer {key}"}))
+                    cached = chat(http, key, "cache me", headers={"op-cache": "readWrite"})
+                    assert cached.status_code == 200, cached.text
+                    answered.append(cached.headers["x-request-id"])
                 time.sleep(0.02)
             during = server_log(env, port).read_bytes()[log_size:].decode(errors="replace")
             proxy.up()
@@ -254,10 +263,12 @@ def test_faults_postgres_outage_serves_known_keys_and_loses_no_log(
         error = unknown[0].json()["error"]
         assert error["code"] == "database_unavailable" and error["type"] == "api_error"
         assert unknown[0].headers["retry-after"]
+        assert reads and all(r.status_code == 503 for r in reads)
+        assert reads[0].json()["error"]["code"] == "database_unavailable"
         # One line per interval, not one (with a traceback) per request.
         assert "Traceback" not in during
         errors = [line for line in during.splitlines() if "ERROR" in line or "WARNING" in line]
-        assert 1 <= len(errors) <= 8, during
+        assert 1 <= len(errors) <= 12, during
         assert "database unreachable" in during
 
         def stored() -> list[str]:

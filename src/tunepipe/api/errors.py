@@ -23,7 +23,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from tunepipe.api.json import json_response
-from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, for_status
+from tunepipe.db.outage import Throttled, unavailable
+from tunepipe.errors import DatabaseUnavailable, InvalidRequest, NotFound, TunepipeError, for_status
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,18 @@ def error_response(exc: TunepipeError, headers: dict[str, str] | None = None) ->
     return json_response(exc.envelope(), status_code=exc.status_code, headers=headers or exc.headers)
 
 
+# A database that stops answering fails every request that reads it: one line per interval, not
+# a traceback per request (the authenticator and the router have their own, for what they serve
+# stale meanwhile).
+_outage = Throttled(log, 30.0)
+
+
 def unexpected_error(exc: Exception) -> Response:
-    """The 500 for an exception nothing expected, logged here with its traceback."""
+    """The 500 for an exception nothing expected, logged here with its traceback; a 503 for a
+    database that cannot be reached, logged once per interval."""
+    if unavailable(exc):
+        _outage.error("the database cannot be reached: %s", exc.__class__.__name__)
+        return error_response(DatabaseUnavailable())
     log.exception("unhandled error", exc_info=exc)
     return error_response(TunepipeError("Internal server error"))
 

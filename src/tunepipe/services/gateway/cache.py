@@ -26,12 +26,24 @@ from typing import Any
 import orjson
 from async_lru import alru_cache
 
+from tunepipe.db.outage import Throttled, unavailable
 from tunepipe.domain.cache_keys import CacheMode, CacheStatus, cache_key
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.projects import Principal
 from tunepipe.stores.responses import CacheStats, CacheStore
 
 log = logging.getLogger(__name__)
+# A store that cannot be reached (the database or Redis down) fails every lookup alike.
+_unreachable = Throttled(log, 30.0)
+
+
+def _failed(exc: Exception, what: str) -> None:
+    """Log a cache failure: once per interval while the store cannot be reached, else with its
+    traceback."""
+    if unavailable(exc) or isinstance(exc, OSError) or type(exc).__name__ == "ConnectionError":
+        _unreachable.error("%s: %s", what, exc.__class__.__name__)
+    else:
+        log.exception(what, exc_info=exc)
 
 
 @dataclass(slots=True)
@@ -127,8 +139,8 @@ class ResponseCache:
                     found.hit_json = found.hit = None
             except _Absent:
                 pass
-            except Exception:  # a broken cache is a miss, never a failed call
-                log.exception("response cache read failed")
+            except Exception as exc:  # a broken cache is a miss, never a failed call
+                _failed(exc, "response cache read failed")
         return found
 
     async def follow(self, lookup: Lookup, timeout_s: float = 120.0) -> None:
@@ -168,8 +180,8 @@ class ResponseCache:
             value = encode(completion, expires_at)
             await self.store.put(principal.project.id, model, lookup.key, value, lookup.ttl_s)
             self._hot.cache_invalidate(principal.project.id, model, lookup.key)
-        except Exception:  # the caller has its answer; a cache that cannot store is logged
-            log.exception("response cache write failed")
+        except Exception as exc:  # the caller has its answer; a cache that cannot store is logged
+            _failed(exc, "response cache write failed")
 
     async def get(
         self, principal: Principal, model: str, identity: str, body: dict[str, Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from tunepipe.web import logs, sections, sign_in
+from tunepipe.web import datasets, fine_tunes, logs, sections, sign_in
 from tunepipe.web.render import STATIC, Pages
 
 STATIC_PATH = "/static"
@@ -23,6 +23,27 @@ def install(app: FastAPI) -> None:
     add("/logs/add-to-dataset", logs.add_to_dataset, post, include_in_schema=False)
     add("/logs/{call_id}", logs.log_detail_page, get, include_in_schema=False)
     add("/logs/{call_id}/metadata", logs.set_metadata, post, include_in_schema=False)
+    add("/datasets", datasets.datasets_page, get, include_in_schema=False)
+    add("/datasets", datasets.create_dataset, post, include_in_schema=False)
+    add("/datasets/{dataset_id}", datasets.dataset_page, get, include_in_schema=False)
+    add("/datasets/{dataset_id}/upload", datasets.upload, post, include_in_schema=False)
+    add("/datasets/{dataset_id}/export", datasets.export, get, include_in_schema=False)
+    add("/datasets/{dataset_id}/entries/{entry_id}", datasets.entry_page, get, include_in_schema=False)
+    add("/datasets/{dataset_id}/entries/{entry_id}", datasets.save_entry, post, include_in_schema=False)
+    add("/datasets/{dataset_id}/pruning-rules", datasets.add_rule, post, include_in_schema=False)
+    add(
+        "/datasets/{dataset_id}/pruning-rules/{rule_id}/remove",
+        datasets.remove_rule,
+        post,
+        include_in_schema=False,
+    )
+    add("/fine-tunes", fine_tunes.fine_tunes_page, get, include_in_schema=False)
+    add("/fine-tunes", fine_tunes.create_fine_tune, post, include_in_schema=False)
+    add("/fine-tunes/{slug}", fine_tunes.fine_tune_page, get, include_in_schema=False)
+    add("/fine-tunes/{slug}/live", fine_tunes.fine_tune_live, get, include_in_schema=False)
+    add("/fine-tunes/{slug}/cancel", fine_tunes.cancel_fine_tune, post, include_in_schema=False)
+    add("/fine-tunes/{slug}/adapter", fine_tunes.adapter_download, get, include_in_schema=False)
+    add("/fine-tunes/{slug}/weights", fine_tunes.weights_download, get, include_in_schema=False)
     for path in sections.LATER:
         add(path, sections.later_page, get, include_in_schema=False)
     app.mount(STATIC_PATH, StaticFiles(directory=str(STATIC)), name="web-static")

@@ -9,16 +9,6 @@ from starlette.responses import Response
 from tunepipe.web.guard import Signed, page, page_context, renderer
 
 LATER = {
-    "/datasets": (
-        "Datasets",
-        "Datasets are managed through the API (GET/POST /api/v1/datasets, entries, import-logs) "
-        "and the CLI (`tunepipe datasets --help`).",
-    ),
-    "/fine-tunes": (
-        "Fine-tunes",
-        "Fine-tunes are started and followed through the API (POST/GET /api/v1/models) and the "
-        "CLI (`tunepipe models --help`, `tunepipe jobs --help`).",
-    ),
     "/evaluations": (
         "Evaluations",
         "Evaluations are created and read through the API (/api/v1/evals) and the CLI "

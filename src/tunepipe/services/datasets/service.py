@@ -92,6 +92,17 @@ class DatasetService:
         if not await self._db.run(repo.delete_dataset, principal.project.id, dataset_id):
             raise NotFound(f"No dataset {dataset_id!r} in this project")
 
+    async def split_counts(
+        self, principal: Principal, dataset_ids: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """Per dataset of the project, its entries by split (``{"TRAIN": n, "TEST": m}``)."""
+
+        def counts(conn: Connection) -> dict[str, dict[str, int]]:
+            pid = principal.project.id
+            return {d: {s: repo.count_entries(conn, pid, d, s) for s in SPLITS} for d in dataset_ids}
+
+        return await self._db.run(counts)
+
     # Entries
 
     async def add_entries(

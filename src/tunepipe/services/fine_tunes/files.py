@@ -13,11 +13,13 @@ import io
 import shutil
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import orjson
 from sqlalchemy import Connection
 
 from tunepipe.db import fine_tunes as repo
+from tunepipe.training.config import LOG_FILE
 
 ADAPTER = "adapter"
 
@@ -95,3 +97,34 @@ def tar_gz_file(directory: Path, archive: Path) -> None:
     with partial.open("wb") as out:
         write_tar_gz(directory, out)
     partial.rename(archive)
+
+
+MAX_EVENTS = 20_000  # points of a loss curve kept (a long run keeps its last ones)
+
+
+def progress_events(log: Path | None, archive: bytes | None) -> list[dict[str, Any]]:
+    """The ``progress`` events of a training log (``training_log.jsonl``), read from ``log`` or
+    from the log kept inside an adapter ``archive``; malformed lines are skipped."""
+    if log is not None:
+        try:
+            raw = log.read_bytes()
+        except OSError:
+            return []
+    elif archive is not None:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            try:
+                member = tar.extractfile(LOG_FILE)
+            except KeyError:
+                return []
+            raw = member.read() if member is not None else b""
+    else:
+        return []
+    events: list[dict[str, Any]] = []
+    for line in raw.splitlines():
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "progress":
+            events.append(event)
+    return events[-MAX_EVENTS:]

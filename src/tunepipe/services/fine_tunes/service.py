@@ -32,6 +32,7 @@ from tunepipe.services.fine_tunes.serving import SCOPE, FineTuneServing, bare_sl
 from tunepipe.services.jobs import queue
 from tunepipe.services.local.serving import LocalModels
 from tunepipe.settings import Settings
+from tunepipe.training.config import LOG_FILE
 
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -120,6 +121,34 @@ class FineTuneService:
             return ft, repo.list_test_outputs(conn, ft.id)
 
         return await self._db.run(load)
+
+    async def test_expected(self, principal: Principal, slug: str) -> dict[str, dict[str, Any]]:
+        """The dataset's output of each TEST row the model was made with, by entry id (what its
+        test-set outputs are compared with)."""
+
+        def load(conn: Connection) -> dict[str, dict[str, Any]]:
+            ft = fine_tune_in(conn, principal, slug)
+            return {
+                entry_id: row.get("output") or {} for entry_id, row in repo.iter_entries(conn, ft.id, "TEST")
+            }
+
+        return await self._db.run(load)
+
+    async def loss_history(self, principal: Principal, slug: str) -> list[dict[str, Any]]:
+        """The training's progress events in order (``step``, ``loss``, ``eval_loss``, …), as the
+        training process logged them: from its job directory while it trains, from the stored
+        adapter (which keeps the log) once it is done; empty before the first step."""
+
+        def load(conn: Connection) -> tuple[Path | None, bytes | None]:
+            ft = fine_tune_in(conn, principal, slug)
+            job = job_repo.latest_for(conn, [ft.id], JobKind.TRAIN).get(ft.id)
+            log = self._home / "jobs" / f"{job.id}-{job.attempts}" / LOG_FILE if job is not None else None
+            if log is not None and log.is_file():
+                return log, None
+            return None, repo.load_artifact(conn, ft.id, files.ADAPTER)
+
+        log, archive = await self._db.run(load)
+        return await asyncio.to_thread(files.progress_events, log, archive)
 
     # ------------------------------------------------------------------ cancel, delete
 

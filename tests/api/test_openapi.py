@@ -178,3 +178,32 @@ def test_docs_document_is_openapi_30_for_swagger_ui(gateway: Gateway, document: 
 def test_redoc_is_not_served(gateway: Gateway) -> None:
     r = httpx.get(f"{gateway.root}/redoc", timeout=30)
     assert r.status_code == 404
+
+
+def _schema(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    return component(doc, node["$ref"]) if "$ref" in node else node
+
+
+def test_openapi_every_operation_declares_its_answer(document: dict[str, Any]) -> None:
+    """A route added without ``responses=`` (or with an empty schema) fails here."""
+    missing = []
+    for path, method, op in operations(document):
+        answers = [r for status, r in op["responses"].items() if status.startswith("2")]
+        schemas = [_schema(document, m["schema"]) for r in answers for m in r.get("content", {}).values()]
+        if not schemas or not all(s for s in schemas):
+            missing.append(f"{method.upper()} {path}")
+    assert not missing, missing
+    assert len(list(operations(document))) > 200
+
+
+def test_openapi_both_prefixes_have_the_same_operations(document: dict[str, Any]) -> None:
+    def under(prefix: str) -> dict[tuple[str, str], Any]:
+        return {
+            (path.removeprefix(prefix), method): sorted(op["responses"])
+            for path, method, op in operations(document)
+            if path.startswith(prefix + "/")
+        }
+
+    v1, api_v1 = under("/v1"), under("/api/v1")
+    assert v1.keys() == api_v1.keys() and len(v1) > 100
+    assert all(v1[k] == api_v1[k] for k in v1)

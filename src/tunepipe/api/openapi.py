@@ -38,6 +38,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from tunepipe.api.deps import AdminDep, Caller, KeyHolder, Writer
 from tunepipe.api.json import json_response
+from tunepipe.protocol.answers_admin import Completion, EmbeddingList, MessageObject, ResponseObject
 from tunepipe.protocol.chat import ChatCompletionRequest
 from tunepipe.protocol.chat_response import ChatCompletion, ChatCompletionChunk
 from tunepipe.protocol.completions import CompletionRequest
@@ -77,8 +78,11 @@ ERROR_TEXT = {
     401: "No API key, or one that is not valid",
     403: "The key may not do this (a read-only key calling a write operation)",
     404: "Nothing by this name in the key's project",
+    409: "It conflicts with what exists (a name or slug already taken)",
     413: "The request body is larger than the server accepts (`TUNEPIPE_MAX_REQUEST_BYTES`)",
     429: "A rate limit was reached (see Retry-After)",
+    502: "The upstream provider failed or answered with an error",
+    503: "The database cannot be reached right now (see Retry-After)",
 }
 
 
@@ -93,7 +97,7 @@ class Operation:
     request: type[BaseModel]
     response: type[BaseModel] | None  # None: a JSON object not modelled here
     stream: type[BaseModel] | bool = False  # the `data:` of each event with `stream: true`, or True
-    errors: tuple[int, ...] = (400, 401, 403, 404, 413, 429)
+    errors: tuple[int, ...] = (400, 401, 403, 404, 413, 429, 502, 503)
     tag: str = "chat"
     anthropic_errors: bool = False  # errors in Anthropic's body, not the OpenAI envelope
 
@@ -114,7 +118,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "createResponse",
         "Create a model response (OpenAI's Responses API; streams with `stream: true`)",
         ResponsesRequest,
-        None,
+        ResponseObject,
         stream=True,
     ),
     Operation(
@@ -123,18 +127,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "createMessage",
         "Create a message (Anthropic's Messages API; streams with `stream: true`)",
         MessagesRequest,
-        None,
+        MessageObject,
         stream=True,
         anthropic_errors=True,
     ),
-    Operation("/embeddings", "post", "createEmbedding", "Create embeddings", EmbeddingsRequest, None),
+    Operation(
+        "/embeddings", "post", "createEmbedding", "Create embeddings", EmbeddingsRequest, EmbeddingList
+    ),
     Operation(
         "/completions",
         "post",
         "createCompletion",
         "Create a completion (legacy; streams with `stream: true`)",
         CompletionRequest,
-        None,
+        Completion,
         stream=True,
     ),
 )
@@ -149,6 +155,27 @@ ANTHROPIC_ERROR = {
 def _error(status: int, *, anthropic: bool = False) -> dict[str, Any]:
     schema = ANTHROPIC_ERROR if anthropic else {"$ref": REF.format(model=ErrorResponse.__name__)}
     return {"description": ERROR_TEXT[status], "content": {"application/json": {"schema": schema}}}
+
+
+JSONL = {"type": "string", "description": "JSON lines: one JSON object a line"}
+
+
+def answers(
+    model: Any, status: int = 200, *, errors: Sequence[int] = (), description: str = "The answer"
+) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: its answer ``model`` (a pydantic model, or a type of them; for
+    the document only: the route still sends its own bytes) and the errors it answers with beyond
+    those every route gets (:func:`build_document`)."""
+    out: dict[int | str, dict[str, Any]] = {status: {"model": model, "description": description}}
+    return out | {s: _error(s) for s in errors}
+
+
+def download(
+    media_type: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route that streams a file (with ``response_class`` naming no media type)."""
+    body = schema or {"type": "string", "format": "binary"}
+    return {200: {"description": description, "content": {media_type: {"schema": body}}}}
 
 
 def _dependency(alias: Any) -> Any:
@@ -220,6 +247,7 @@ def build_document(app: FastAPI, prefixes: Sequence[str], operations: Sequence[O
             if (path, method) in keyed:
                 op["security"] = [{BEARER: []}]
                 statuses += [401, 403] if keyed[(path, method)] else [401]
+                statuses.append(503)  # a key is looked up in the database
             if "{" in path:
                 statuses.append(404)
             if "requestBody" in op:

@@ -15,18 +15,20 @@ from starlette.responses import Response
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import answers
+from tunepipe.protocol.answers_admin import CacheCleared, CacheStatsList
 
 router = APIRouter(tags=["cache"])
 
 
-@router.get("/cache")
+@router.get("/cache", responses=answers(CacheStatsList))
 async def cache_stats(state: State, caller: Caller) -> Response:
     """Live (unexpired) answers per model: count and bytes stored (compressed)."""
     stats = await state.cache.stats(caller)
     return json_response({"object": "list", "data": [asdict(s) for s in stats]})
 
 
-@router.delete("/cache")
+@router.delete("/cache", responses=answers(CacheCleared))
 async def clear_cache(state: State, caller: Writer, model: str | None = None) -> Response:
     """Delete the project's stored answers, or only those of ``model``."""
     return json_response({"deleted": await state.cache.clear(caller, model)})

@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
 from tunepipe.api.disconnect import HangUpWatch
-from tunepipe.api.json import raw_json_response
+from tunepipe.api.json import raw_json_response, safe_headers
 from tunepipe.api.sse import sse
 from tunepipe.services.gateway.chat import CLIENT_CLOSED_REQUEST
 
@@ -31,7 +31,9 @@ async def create_chat_completion(request: Request) -> Response:
     if prepared.request.stream:
         streamed = await state.chat.stream(caller, prepared)
         headers = {**_SSE_HEADERS, **streamed.headers}
-        return StreamingResponse(sse(streamed.events), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            sse(streamed.events), media_type="text/event-stream", headers=safe_headers(headers)
+        )
     async with HangUpWatch(request.receive) as watch:
         completion = await state.chat.complete(caller, prepared)
     if watch.hung_up:  # logged as 499; nobody is left to read this

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
-from tunepipe.api.json import raw_json_response
+from tunepipe.api.json import raw_json_response, safe_headers
 from tunepipe.api.sse import sse
 from tunepipe.services.gateway.endpoints import Events
 
@@ -24,7 +24,9 @@ async def create_completion(request: Request) -> Response:
     result = await state.completions.create(caller, await request.body(), request.headers)
     if isinstance(result, Events):
         headers = {**_SSE_HEADERS, **result.headers}
-        return StreamingResponse(sse(result.events), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            sse(result.events), media_type="text/event-stream", headers=safe_headers(headers)
+        )
     return raw_json_response(result.body, headers=result.headers)
 
 

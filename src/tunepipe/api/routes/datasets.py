@@ -12,8 +12,21 @@ from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import JSONL, answers, download
 from tunepipe.domain.datasets import EntryFilter
 from tunepipe.errors import InvalidRequest
+from tunepipe.protocol.answers_data import (
+    Dataset,
+    DatasetEntry,
+    DatasetEntryPage,
+    DatasetList,
+    DatasetUpload,
+    Deleted,
+    EntriesCreated,
+    UnstableDatasetId,
+    UnstableDatasetList,
+    UnstableEntriesCreated,
+)
 from tunepipe.protocol.datasets import (
     CreateDatasetRequest,
     CreateEntriesRequest,
@@ -33,23 +46,23 @@ from tunepipe.protocol.types import Id, Text
 router = APIRouter(tags=["datasets"])
 
 
-@router.get("/datasets")
+@router.get("/datasets", responses=answers(DatasetList))
 async def list_datasets(state: State, caller: Caller) -> Response:
     datasets = await state.datasets.all(caller)
     return json_response({"object": "list", "data": [dataset_view(d) for d in datasets]})
 
 
-@router.post("/datasets")
+@router.post("/datasets", responses=answers(Dataset))
 async def create_dataset(body: CreateDatasetRequest, state: State, caller: Writer) -> Response:
     return json_response(dataset_view(await state.datasets.create(caller, body.name, body.train_ratio)))
 
 
-@router.get("/datasets/{dataset_id}")
+@router.get("/datasets/{dataset_id}", responses=answers(Dataset))
 async def get_dataset(dataset_id: Id, state: State, caller: Caller) -> Response:
     return json_response(dataset_view(await state.datasets.get(caller, dataset_id)))
 
 
-@router.patch("/datasets/{dataset_id}")
+@router.patch("/datasets/{dataset_id}", responses=answers(Dataset))
 async def update_dataset(
     dataset_id: Id, body: UpdateDatasetRequest, state: State, caller: Writer
 ) -> Response:
@@ -57,13 +70,13 @@ async def update_dataset(
     return json_response(dataset_view(ds))
 
 
-@router.delete("/datasets/{dataset_id}")
+@router.delete("/datasets/{dataset_id}", responses=answers(Deleted))
 async def delete_dataset(dataset_id: Id, state: State, caller: Writer) -> Response:
     await state.datasets.delete(caller, dataset_id)
     return json_response({"id": dataset_id, "object": "dataset", "deleted": True})
 
 
-@router.post("/datasets/{dataset_id}/entries")
+@router.post("/datasets/{dataset_id}/entries", responses=answers(EntriesCreated))
 async def create_entries(
     dataset_id: Id, body: CreateEntriesRequest, state: State, caller: Writer
 ) -> Response:
@@ -72,7 +85,7 @@ async def create_entries(
     return json_response(entries_created_view(created, errors))
 
 
-@router.get("/datasets/{dataset_id}/entries")
+@router.get("/datasets/{dataset_id}/entries", responses=answers(DatasetEntryPage))
 async def list_entries(
     dataset_id: Id,
     state: State,
@@ -95,7 +108,11 @@ async def list_entries(
     )
 
 
-@router.get("/datasets/{dataset_id}/export")
+@router.get(
+    "/datasets/{dataset_id}/export",
+    response_class=StreamingResponse,
+    responses=download("application/x-ndjson", "The dataset as JSON lines, one entry a line", JSONL),
+)
 async def export_dataset(
     dataset_id: Id, state: State, caller: Caller, include_split: bool = True
 ) -> Response:
@@ -109,7 +126,7 @@ async def export_dataset(
     )
 
 
-@router.post("/datasets/{dataset_id}/upload")
+@router.post("/datasets/{dataset_id}/upload", responses=answers(DatasetUpload))
 async def upload_dataset(
     dataset_id: Id, state: State, caller: Writer, file: Annotated[UploadFile, File()]
 ) -> Response:
@@ -132,19 +149,19 @@ async def upload_dataset(
     return json_response({**problem.envelope(), **body}, status_code=problem.status_code)
 
 
-@router.get("/datasets/{dataset_id}/entries/{entry_id}")
+@router.get("/datasets/{dataset_id}/entries/{entry_id}", responses=answers(DatasetEntry))
 async def get_entry(dataset_id: Id, entry_id: Id, state: State, caller: Caller) -> Response:
     return json_response(entry_view(await state.datasets.get_entry(caller, dataset_id, entry_id)))
 
 
-@router.patch("/datasets/{dataset_id}/entries/{entry_id}")
+@router.patch("/datasets/{dataset_id}/entries/{entry_id}", responses=answers(DatasetEntry))
 async def update_entry(
     dataset_id: Id, entry_id: Id, body: UpdateEntryRequest, state: State, caller: Writer
 ) -> Response:
     return json_response(entry_view(await state.datasets.update_entry(caller, dataset_id, entry_id, body)))
 
 
-@router.delete("/datasets/{dataset_id}/entries/{entry_id}")
+@router.delete("/datasets/{dataset_id}/entries/{entry_id}", responses=answers(Deleted))
 async def delete_entry(dataset_id: Id, entry_id: Id, state: State, caller: Writer) -> Response:
     await state.datasets.delete_entry(caller, dataset_id, entry_id)
     return json_response({"id": entry_id, "object": "dataset.entry", "deleted": True})
@@ -153,24 +170,24 @@ async def delete_entry(dataset_id: Id, entry_id: Id, state: State, caller: Write
 # Deprecated OpenPipe routes, kept for older SDKs.
 
 
-@router.post("/unstable/dataset/create")
+@router.post("/unstable/dataset/create", responses=answers(UnstableDatasetId))
 async def unstable_create(body: UnstableCreateDatasetRequest, state: State, caller: Writer) -> Response:
     ds = await state.datasets.create(caller, body.name)
     return json_response({"datasetId": ds.id})
 
 
-@router.post("/unstable/dataset/delete")
+@router.post("/unstable/dataset/delete", responses=answers(UnstableDatasetId, errors=[404]))
 async def unstable_delete(body: UnstableDeleteDatasetRequest, state: State, caller: Writer) -> Response:
     await state.datasets.delete(caller, body.dataset_id)
     return json_response({"datasetId": body.dataset_id})
 
 
-@router.get("/unstable/dataset/list")
+@router.get("/unstable/dataset/list", responses=answers(UnstableDatasetList))
 async def unstable_list(state: State, caller: Caller) -> Response:
     return json_response([unstable_dataset_view(d) for d in await state.datasets.all(caller)])
 
 
-@router.post("/unstable/dataset-entry/create")
+@router.post("/unstable/dataset-entry/create", responses=answers(UnstableEntriesCreated, errors=[404]))
 async def unstable_create_entries(
     body: UnstableCreateEntriesRequest, state: State, caller: Writer
 ) -> Response:

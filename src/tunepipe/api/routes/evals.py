@@ -10,7 +10,16 @@ from starlette.responses import Response
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import answers
 from tunepipe.domain.evals import eval_status
+from tunepipe.protocol.answers_data import (
+    Deleted,
+    EvalAnswer,
+    EvalList,
+    EvalModelsAdded,
+    EvalRowPage,
+    EvalStarted,
+)
 from tunepipe.protocol.evals import (
     AddModelsRequest,
     CreateEvalRequest,
@@ -32,7 +41,7 @@ def _row_view(row: EvalRow) -> dict[str, Any]:
     return eval_row_view(row.entry, {m: o.output for m, o in row.outputs.items()}, row.judgements)
 
 
-@router.post("/evals")
+@router.post("/evals", status_code=201, responses=answers(EvalStarted, 201, errors=[404]))
 async def create_eval(body: CreateEvalRequest, state: State, caller: Writer) -> Response:
     ev, job = await state.evals.create(caller, body)
     return json_response(
@@ -40,18 +49,18 @@ async def create_eval(body: CreateEvalRequest, state: State, caller: Writer) -> 
     )
 
 
-@router.get("/evals")
+@router.get("/evals", responses=answers(EvalList))
 async def list_evals(state: State, caller: Caller, dataset_id: Id | None = None) -> Response:
     found = await state.evals.all(caller, dataset_id)
     return json_response({"object": "list", "data": [eval_list_view(ev, job) for ev, job in found]})
 
 
-@router.get("/evals/{eval_id}")
+@router.get("/evals/{eval_id}", responses=answers(EvalAnswer))
 async def get_eval(eval_id: Id, state: State, caller: Caller) -> Response:
     return json_response(_state_view(await state.evals.get(caller, eval_id)))
 
 
-@router.get("/evals/{eval_id}/rows")
+@router.get("/evals/{eval_id}/rows", responses=answers(EvalRowPage))
 async def eval_rows(
     eval_id: Id,
     state: State,
@@ -65,7 +74,7 @@ async def eval_rows(
     )
 
 
-@router.post("/evals/{eval_id}/models")
+@router.post("/evals/{eval_id}/models", status_code=202, responses=answers(EvalModelsAdded, 202))
 async def add_models(eval_id: Id, body: AddModelsRequest, state: State, caller: Writer) -> Response:
     """Add models to the eval; only their outputs and judgements are made."""
     ev, job = await state.evals.add_models(caller, eval_id, body.models)
@@ -74,7 +83,7 @@ async def add_models(eval_id: Id, body: AddModelsRequest, state: State, caller: 
     )
 
 
-@router.delete("/evals/{eval_id}")
+@router.delete("/evals/{eval_id}", responses=answers(Deleted))
 async def delete_eval(eval_id: Id, state: State, caller: Writer) -> Response:
     await state.evals.delete(caller, eval_id)
     return json_response({"id": eval_id, "object": "eval", "deleted": True})

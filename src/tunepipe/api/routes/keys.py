@@ -8,19 +8,21 @@ from starlette.responses import Response
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import answers
+from tunepipe.protocol.answers_admin import ApiKeyAnswer, ApiKeyList
 from tunepipe.protocol.keys import KeyLimitsBody, key_view
 from tunepipe.protocol.types import Id
 
 router = APIRouter(tags=["keys"])
 
 
-@router.get("/keys")
+@router.get("/keys", responses=answers(ApiKeyList))
 async def list_keys(state: State, caller: Caller) -> Response:
     keys = await state.projects.list_keys(caller.project)
     return json_response({"object": "list", "data": [key_view(k) for k in keys]})
 
 
-@router.patch("/keys/{key_id}")
+@router.patch("/keys/{key_id}", responses=answers(ApiKeyAnswer))
 async def set_key_limits(key_id: Id, body: KeyLimitsBody, state: State, caller: Writer) -> Response:
     key = await state.projects.set_limits(caller.project, key_id, body.changes())
     return json_response(key_view(key))

@@ -11,9 +11,18 @@ from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import JSONL, answers, download
 from tunepipe.domain.labels import normalise_tag_name, normalise_tags
 from tunepipe.domain.model_ref import parse_model
 from tunepipe.errors import InvalidRequest
+from tunepipe.protocol.answers_data import (
+    CachedAnswer,
+    LatestLoggedCallOrNull,
+    LoggedCallAnswer,
+    LoggedCallPage,
+    MatchedLogs,
+    Status,
+)
 from tunepipe.protocol.logs import (
     CheckCacheRequest,
     ReportAnthropicRequest,
@@ -30,25 +39,25 @@ from tunepipe.protocol.types import Id
 router = APIRouter(tags=["logs"])
 
 
-@router.post("/report")
+@router.post("/report", responses=answers(Status))
 async def report(body: ReportRequest, state: State, caller: Writer) -> Response:
     await state.logs.report(caller, body)
     return json_response({"status": "ok"})
 
 
-@router.post("/report-anthropic")
+@router.post("/report-anthropic", responses=answers(Status))
 async def report_anthropic(body: ReportAnthropicRequest, state: State, caller: Writer) -> Response:
     await state.logs.report_anthropic(caller, body)
     return json_response({"status": "ok"})
 
 
-@router.post("/logs/update-metadata")
+@router.post("/logs/update-metadata", responses=answers(MatchedLogs))
 async def update_metadata(body: UpdateMetadataRequest, state: State, caller: Writer) -> Response:
     f = openpipe_filter(body.filters, "metadata.")
     return json_response({"matchedLogs": await state.logs.update_metadata(caller, f, body.metadata)})
 
 
-@router.post("/logs/update-tags")
+@router.post("/logs/update-tags", responses=answers(MatchedLogs))
 async def update_tags(body: UpdateTagsRequest, state: State, caller: Writer) -> Response:
     """Deprecated: tags are metadata; ``tags.<name>`` filters and null deletes still work (a tag
     name is cleaned the same way whether it is set or deleted)."""
@@ -58,13 +67,13 @@ async def update_tags(body: UpdateTagsRequest, state: State, caller: Writer) -> 
     return json_response({"matchedLogs": await state.logs.update_metadata(caller, f, changes)})
 
 
-@router.get("/local-testing-only-get-latest-logged-call")
+@router.get("/local-testing-only-get-latest-logged-call", responses=answers(LatestLoggedCallOrNull))
 async def latest_logged_call(state: State, caller: Caller) -> Response:
     call = await state.logs.latest(caller)
     return json_response(latest_call_view(call) if call is not None else None)
 
 
-@router.post("/check-cache")
+@router.post("/check-cache", responses=answers(CachedAnswer, errors=[404]))
 async def check_cache(body: CheckCacheRequest, state: State, caller: Caller) -> Response:
     """Deprecated in OpenPipe ("we no longer support prompt caching" here); tunepipe answers it
     from the response cache: the answer stored for ``reqPayload`` (a chat request as sent, keyed
@@ -80,7 +89,7 @@ async def check_cache(body: CheckCacheRequest, state: State, caller: Caller) -> 
     return json_response({"respPayload": await state.cache.get(caller, model, route.identity, payload)})
 
 
-@router.get("/logs")
+@router.get("/logs", responses=answers(LoggedCallPage))
 async def list_logs(
     request: Request,
     state: State,
@@ -103,7 +112,13 @@ async def list_logs(
     )
 
 
-@router.get("/logs/export")
+@router.get(
+    "/logs/export",
+    response_class=StreamingResponse,
+    responses=download(
+        "application/x-ndjson", "Matching calls as JSON lines in OpenPipe's log-export format", JSONL
+    ),
+)
 async def export_logs(
     request: Request,
     state: State,
@@ -122,6 +137,6 @@ async def export_logs(
     )
 
 
-@router.get("/logs/{call_id}")
+@router.get("/logs/{call_id}", responses=answers(LoggedCallAnswer))
 async def get_log(call_id: Id, state: State, caller: Caller) -> Response:
     return json_response(call_view(await state.logs.get(caller, call_id), bodies=True))

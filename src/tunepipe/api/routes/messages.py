@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
-from tunepipe.api.json import json_response, raw_json_response
+from tunepipe.api.json import json_response, raw_json_response, safe_headers
 from tunepipe.errors import TunepipeError
 from tunepipe.protocol.messages import error_body
 from tunepipe.services.gateway.chat import StreamFailed
@@ -67,7 +67,9 @@ async def create_message(request: Request) -> Response:
         return _error(exc)
     if isinstance(result, MessageStream):
         headers = {**_SSE_HEADERS, **result.headers}
-        return StreamingResponse(_sse(result.events), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            _sse(result.events), media_type="text/event-stream", headers=safe_headers(headers)
+        )
     if result.raw is not None:
         return raw_json_response(result.raw, headers=result.headers)
     return json_response(result.body, headers=result.headers)

@@ -18,9 +18,19 @@ from starlette.responses import FileResponse, Response
 
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import answers, download
 from tunepipe.domain.fine_tunes import FineTune
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import NotFound
+from tunepipe.protocol.answers_admin import (
+    DeletedFlag,
+    ModelAnswer,
+    ModelList,
+    TestOutputList,
+    UnstableFinetune,
+    UnstableFinetuneId,
+)
+from tunepipe.protocol.answers_data import Deleted
 from tunepipe.protocol.models import (
     CreateModelRequest,
     UnstableFinetuneCreateRequest,
@@ -44,24 +54,24 @@ async def _view(state: Container, owner: str, ft: FineTune) -> Response:
     return json_response(model_view(ft, progress=d.progress, owner=owner, context=d.context))
 
 
-@router.get("/models")
+@router.get("/models", responses=answers(ModelList))
 async def list_models(state: State, caller: Caller) -> Response:
     items = await state.catalog.models(caller)
     return json_response({"object": "list", "data": [catalog_view(m) for m in items]})
 
 
-@router.post("/models")
+@router.post("/models", responses=answers(ModelAnswer, errors=[404, 409]))
 async def create_model(body: CreateModelRequest, state: State, caller: Writer) -> Response:
     return await _view(state, caller.project.name, await state.fine_tunes.create(caller, body))
 
 
-@router.delete("/models/{slug}")
+@router.delete("/models/{slug}", responses=answers(Deleted))
 async def delete_model(slug: Id, state: State, caller: Writer) -> Response:
     ft = await state.fine_tunes.delete(caller, slug)
     return json_response({"id": ft.slug, "object": "model", "deleted": True})
 
 
-@router.post("/models/{slug}/cancel")
+@router.post("/models/{slug}/cancel", responses=answers(ModelAnswer))
 async def cancel_model(slug: Id, state: State, caller: Writer) -> Response:
     return await _view(state, caller.project.name, await state.fine_tunes.cancel(caller, slug))
 
@@ -74,7 +84,7 @@ async def _listed(state: Container, caller: Principal, model_id: str, missing: N
         raise missing from None
 
 
-@router.get("/models/{slug}/test-outputs")
+@router.get("/models/{slug}/test-outputs", responses=answers(TestOutputList))
 async def model_test_outputs(slug: Id, state: State, caller: Caller) -> Response:
     try:
         ft, outputs = await state.fine_tunes.test_outputs(caller, slug)
@@ -83,7 +93,11 @@ async def model_test_outputs(slug: Id, state: State, caller: Caller) -> Response
     return json_response(test_outputs_view(ft, outputs))
 
 
-@router.get("/models/{slug}/adapter")
+@router.get(
+    "/models/{slug}/adapter",
+    response_class=Response,
+    responses=download("application/gzip", "The LoRA adapter, a .tar.gz"),
+)
 async def download_adapter(slug: Id, state: State, caller: Caller) -> Response:
     try:
         ft, data = await state.fine_tunes.adapter_archive(caller, slug)
@@ -96,7 +110,11 @@ async def download_adapter(slug: Id, state: State, caller: Caller) -> Response:
     )
 
 
-@router.get("/models/{slug}/weights")
+@router.get(
+    "/models/{slug}/weights",
+    response_class=Response,
+    responses=download("application/gzip", "The merged weights, a .tar.gz"),
+)
 async def download_weights(
     slug: Id, state: State, caller: Caller, dtype: Annotated[Dtype, Query()] = "bf16"
 ) -> Response:
@@ -110,7 +128,7 @@ async def download_weights(
 
 
 # After every `/models/{slug}/…` GET route: a `path` parameter would take their paths too.
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", responses=answers(ModelAnswer))
 async def get_model(model_id: Id, state: State, caller: Caller) -> Response:
     return json_response(catalog_view(await state.catalog.find(caller, model_id)))
 
@@ -118,7 +136,7 @@ async def get_model(model_id: Id, state: State, caller: Caller) -> Response:
 # Deprecated (OpenPipe's older SDKs)
 
 
-@router.post("/unstable/finetune/create")
+@router.post("/unstable/finetune/create", responses=answers(UnstableFinetuneId, errors=[404, 409]))
 async def unstable_finetune_create(
     body: UnstableFinetuneCreateRequest, state: State, caller: Writer
 ) -> Response:
@@ -126,14 +144,14 @@ async def unstable_finetune_create(
     return json_response({"id": ft.id})
 
 
-@router.get("/unstable/finetune/get")
+@router.get("/unstable/finetune/get", responses=answers(UnstableFinetune, errors=[404]))
 async def unstable_finetune_get(
     state: State, caller: Caller, id: Id | None = None, slug: Id | None = None
 ) -> Response:
     return json_response(unstable_view(await state.fine_tunes.find(caller, id=id, slug=slug)))
 
 
-@router.post("/unstable/finetune/delete")
+@router.post("/unstable/finetune/delete", responses=answers(DeletedFlag, errors=[404]))
 async def unstable_finetune_delete(
     body: UnstableFinetuneDeleteRequest, state: State, caller: Writer
 ) -> Response:

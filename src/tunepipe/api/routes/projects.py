@@ -8,25 +8,27 @@ from starlette.responses import Response
 
 from tunepipe.api.deps import AdminDep, State
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import answers
+from tunepipe.protocol.answers_admin import NewProject, ProjectDeleted, ProjectList
 from tunepipe.protocol.projects import CreateProjectBody, new_project_view, project_view
 from tunepipe.protocol.types import Id
 
 router = APIRouter(tags=["projects"])
 
 
-@router.get("/projects")
+@router.get("/projects", responses=answers(ProjectList))
 async def list_projects(state: State, caller: AdminDep) -> Response:
     projects = await state.projects.all()
     return json_response({"object": "list", "data": [project_view(p) for p in projects]})
 
 
-@router.post("/projects")
+@router.post("/projects", status_code=201, responses=answers(NewProject, 201, errors=[409]))
 async def create_project(body: CreateProjectBody, state: State, caller: AdminDep) -> Response:
     project, read_write, read_only = await state.projects.create(body.name)
     return json_response(new_project_view(project, read_write, read_only), status_code=201)
 
 
-@router.delete("/projects/{name}")
+@router.delete("/projects/{name}", responses=answers(ProjectDeleted))
 async def delete_project(name: Id, state: State, caller: AdminDep) -> Response:
     project = await state.projects.delete(name)
     return json_response({"id": project.id, "object": "project", "name": project.name, "deleted": True})

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
-from tunepipe.api.json import json_response, raw_json_response
+from tunepipe.api.json import json_response, raw_json_response, safe_headers
 from tunepipe.errors import InvalidRequest
 from tunepipe.services.responses.passthrough import RawEvent
 from tunepipe.services.responses.service import Created
@@ -56,7 +56,9 @@ async def create_response(request: Request) -> Response:
         body = created.raw if created.raw is not None else orjson.dumps(created.data)
         return raw_json_response(body, headers=created.headers)
     headers = {**_SSE_HEADERS, **created.headers}
-    return StreamingResponse(_framed(created.events), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(
+        _framed(created.events), media_type="text/event-stream", headers=safe_headers(headers)
+    )
 
 
 async def get_response(request: Request) -> Response:

@@ -16,13 +16,15 @@ from starlette.responses import Response
 from tunepipe import __version__
 from tunepipe.api.deps import State
 from tunepipe.api.json import json_response
+from tunepipe.api.openapi import answers
 from tunepipe.errors import AuthenticationFailed
+from tunepipe.protocol.answers_admin import Health
 from tunepipe.telemetry.metrics import Snapshot, render
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health")
+@router.get("/health", responses=answers(Health))
 async def health(state: State) -> Response:
     logs = asdict(state.writer.stats) | {"queueDepth": state.writer.queue_depth}
     return json_response({"status": "ok", "version": __version__, "logs": logs})

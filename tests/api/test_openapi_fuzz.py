@@ -157,3 +157,18 @@ def test_openapi_fuzz_every_operation_answers_as_documented(fuzzed: Gateway) -> 
     assert len(operations) > 100
     assert not failures, f"{len(failures)} failing:\n" + "\n\n".join(f"{k}: {v}" for k, v in failures.items())
     assert ok >= len(operations) // 3, statuses
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openapi_fuzz_model_name_with_control_characters_is_answered(fuzzed: Gateway, stream: bool) -> None:
+    """Found by the fuzzer: ``op-model`` echoes the model's name, and a control character in a
+    header made the server drop the connection instead of answering."""
+    model = "\x0bq\x98"
+    r = httpx.post(
+        f"{fuzzed.root}{PREFIX}/responses",
+        json={"model": model, "input": "hello", "stream": stream},
+        headers={"Authorization": f"Bearer {fuzzed.key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["op-model"] == "%0Bq%C2%98"

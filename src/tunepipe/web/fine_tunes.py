@@ -56,7 +56,8 @@ async def _list_page(
     tp = container(request)
     details = await tp.fine_tunes.details(await tp.fine_tunes.all(signed.principal))
     names = {d.id: d.name for d in await tp.datasets.all(signed.principal)}
-    given = given or {"dataset_id": request.query_params.get("dataset", "")}
+    fields = ("dataset_id", "base_model", "slug", *HYPER_FIELDS)
+    given = given or {k: request.query_params.get("dataset", "") if k == "dataset_id" else "" for k in fields}
     context = page_context(
         request,
         signed,

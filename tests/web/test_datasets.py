@@ -134,9 +134,13 @@ def test_datasets_create_upload_errors_then_entries_with_full_progress(
     assert row.split("\t")[1:4] == ["3", "2", "1"]
     page.goto(f"{dataset_url}?split=TEST")
     assert [r.split("\t")[0] for r in entry_rows(page)] == ["TEST"]
+    page.goto(dataset_url)
     if SCREENSHOTS:
-        page.goto(dataset_url)
         page.screenshot(path=str(Path(SCREENSHOTS) / "dataset-1280.png"), full_page=False)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "dataset-390.png"), full_page=False)
 
 
 def test_dataset_entry_editor_shows_validation_errors_inline_and_saves(

@@ -16,6 +16,7 @@ shows in other ways, each the way the system itself gets there:
 from __future__ import annotations
 
 import json
+import os
 import re
 import tarfile
 import uuid
@@ -42,6 +43,8 @@ from tunepipe.domain.jobs import Job, JobEvent, JobKind
 from tunepipe.services.fine_tunes import files as ft_files
 from tunepipe.services.jobs import queue
 from web.conftest import XSS_IMG, post_with_cookie, session_cookie
+
+SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
@@ -233,6 +236,10 @@ def test_fine_tune_training_progress_and_loss_curve_update_live(
         assert page.locator("#loss-chart canvas").count() == 1
         legend = page.locator("#loss-chart").inner_text()
         assert "Train loss" in legend and "Eval loss" in legend
+        if SCREENSHOTS:
+            page.screenshot(path=str(Path(SCREENSHOTS) / "fine-tune-1280.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         assert page.errors == []
     finally:
         with gateway.http(proj.key) as h:

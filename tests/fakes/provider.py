@@ -9,8 +9,8 @@ Behaviour is chosen by the request, so tests need no set-up calls:
 * ``fail-midstream`` streams two chunks, then breaks the stream with an error event;
   ``stall-midstream`` streams two chunks, then nothing more (never ends);
   ``cut-midstream`` streams two chunks, then drops the connection;
-* ``slow-<ms>`` waits that long first; on ``/chat/completions`` a client that hangs up
-  meanwhile ends the wait, and the recorded request says so (``"hung_up_after_ms"``);
+* ``slow-<ms>`` waits that long first; a client that hangs up meanwhile ends the wait, and the
+  recorded request says so (``"hung_up_after_ms"``), on every endpoint;
 * ``teacher-extract`` acts as a teacher model for distillation tests: it answers the
   compact JSON ``{"name", "age", "city"}`` read from the last user text (the first number is
   the age, the capitalised word after in/from/to the city, the first other capitalised word
@@ -492,13 +492,14 @@ async def _openai_stream(
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    request[ENTRY] = {"path": request.path, "headers": dict(request.headers), "body": body}
+    request.app[REQUESTS].append(request[ENTRY])
     if request.headers.get("x-api-key") == "reject-me":
         return web.json_response(
             {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
             status=401,
         )
-    status = await _behaviour(body["model"])
+    status = await _behaviour(body["model"], request)
     if status is not None:
         return web.json_response(
             {
@@ -635,8 +636,9 @@ async def embeddings(request: web.Request) -> web.Response:
     import struct
 
     body = await request.json()
-    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
-    status = await _behaviour(body["model"])
+    request[ENTRY] = {"path": request.path, "headers": dict(request.headers), "body": body}
+    request.app[REQUESTS].append(request[ENTRY])
+    status = await _behaviour(body["model"], request)
     if status is not None:
         return _error(status, f"fake failure {status}")
     dimensions = int(body.get("dimensions") or 8)
@@ -664,8 +666,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
     ``n`` per prompt gets ``[i]``); usage counts words; streams send a word per chunk.
     ``fail-<status>``, ``slow-<ms>`` and ``fail-midstream`` behave as for chat."""
     body = await request.json()
-    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
-    status = await _behaviour(body["model"])
+    request[ENTRY] = {"path": request.path, "headers": dict(request.headers), "body": body}
+    request.app[REQUESTS].append(request[ENTRY])
+    status = await _behaviour(body["model"], request)
     if status is not None:
         return _error(status, f"fake failure {status}")
     n = int(body.get("n") or 1)
@@ -712,7 +715,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def anthropic_count_tokens(request: web.Request) -> web.Response:
     """Anthropic's token count, by the same rule as a message's ``input_tokens``."""
     body = await request.json()
-    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    request[ENTRY] = {"path": request.path, "headers": dict(request.headers), "body": body}
+    request.app[REQUESTS].append(request[ENTRY])
     return web.json_response({"input_tokens": _words(orjson.dumps(body["messages"]).decode()) // 4 + 1})
 
 
@@ -781,8 +785,9 @@ def _text_of_item(item: dict[str, Any]) -> str:
 async def responses(request: web.Request) -> web.StreamResponse:
     """OpenAI's ``POST /v1/responses``: an echo of the last user text."""
     body = await request.json()
-    request.app[REQUESTS].append({"path": request.path, "headers": dict(request.headers), "body": body})
-    status = await _behaviour(body["model"])
+    request[ENTRY] = {"path": request.path, "headers": dict(request.headers), "body": body}
+    request.app[REQUESTS].append(request[ENTRY])
+    status = await _behaviour(body["model"], request)
     if status is not None:
         return _error(status, f"fake failure {status}")
     text = f"echo: {_responses_input_text(body)}"

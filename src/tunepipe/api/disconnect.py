@@ -7,15 +7,24 @@ runs on, is paid for and is logged as answered. :class:`HangUpWatch` listens to 
 task serving the request when the client goes; the cancellation reaches the upstream request,
 which is dropped, and the service logs the call as 499 (client closed request).
 
-One small task per call, parked on ``receive`` until the answer is ready: no polling.
+One small task per call, parked on ``receive`` until the answer is ready: no polling. Every
+gateway endpoint's non-streaming call is watched so (:func:`unless_gone`); each service logs the
+cancellation the same way (:func:`~tunepipe.services.gateway.requests.log_unanswered`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from types import TracebackType
+from typing import TypeVar
 
+from starlette.responses import Response
 from starlette.types import Receive
+
+from tunepipe.services.gateway.requests import CLIENT_CLOSED_REQUEST
+
+T = TypeVar("T")
 
 
 class HangUpWatch:
@@ -53,3 +62,19 @@ class HangUpWatch:
             # Our own cancellation (and no one else's): it ends here.
             return kind is None or issubclass(kind, asyncio.CancelledError)
         return False
+
+
+async def unless_gone(receive: Receive, work: Awaitable[T]) -> T | None:
+    """``await work`` under a :class:`HangUpWatch`: its result, or ``None`` when the client hung
+    up (``work`` was cancelled, and its service logged the call as 499). Create ``work`` after
+    reading the request body: ``unless_gone(request.receive, service.create(await
+    request.body()))``. A call that turns out to stream is watched only until its stream
+    opens."""
+    async with HangUpWatch(receive) as watch:
+        result = await work
+    return None if watch.hung_up else result
+
+
+def gone() -> Response:
+    """The response to a client that hung up (nobody reads it; it is what the access log shows)."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)

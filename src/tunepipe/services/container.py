@@ -187,7 +187,7 @@ class Container:
             messages=MessagesService(chat, router, logger, limits),
             embeddings=EmbeddingsService(settings, router, logger, limits),
             completions=CompletionsService(router, logger, limits),
-            responses=ResponsesService(chat, db, OpenAIResponses(router, logger, limits)),
+            responses=ResponsesService(chat, db, OpenAIResponses(router, logger, limits), logger),
             logs=LogService(db, writer),
             datasets=DatasetService(db),
             pruning=PruningService(db),

@@ -16,10 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
-from tunepipe.api.disconnect import HangUpWatch
+from tunepipe.api.disconnect import gone, unless_gone
 from tunepipe.api.json import raw_json_response, safe_headers
 from tunepipe.api.sse import sse
-from tunepipe.services.gateway.chat import CLIENT_CLOSED_REQUEST
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -34,10 +33,9 @@ async def create_chat_completion(request: Request) -> Response:
         return StreamingResponse(
             sse(streamed.events), media_type="text/event-stream", headers=safe_headers(headers)
         )
-    async with HangUpWatch(request.receive) as watch:
-        completion = await state.chat.complete(caller, prepared)
-    if watch.hung_up:  # logged as 499; nobody is left to read this
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    completion = await unless_gone(request.receive, state.chat.complete(caller, prepared))
+    if completion is None:  # logged as 499; nobody is left to read this
+        return gone()
     # An OpenAI-compatible upstream's own bytes go back as they came (no re-encoding).
     body = completion.raw if completion.raw is not None else orjson.dumps(completion.data)
     return raw_json_response(body, headers=completion.headers)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
+from tunepipe.api.disconnect import gone, unless_gone
 from tunepipe.api.json import raw_json_response, safe_headers
 from tunepipe.api.sse import sse
 from tunepipe.services.gateway.endpoints import Events
@@ -21,7 +22,11 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def create_completion(request: Request) -> Response:
     state = app_state(request)
     caller = await state.auth.principal(request.headers.get("authorization"))
-    result = await state.completions.create(caller, await request.body(), request.headers)
+    result = await unless_gone(
+        request.receive, state.completions.create(caller, await request.body(), request.headers)
+    )
+    if result is None:  # logged as 499
+        return gone()
     if isinstance(result, Events):
         headers = {**_SSE_HEADERS, **result.headers}
         return StreamingResponse(

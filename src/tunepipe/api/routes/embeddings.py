@@ -12,13 +12,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tunepipe.api.deps import app_state
+from tunepipe.api.disconnect import gone, unless_gone
 from tunepipe.api.json import raw_json_response
 
 
 async def create_embeddings(request: Request) -> Response:
     state = app_state(request)
     caller = await state.auth.principal(request.headers.get("authorization"))
-    answer = await state.embeddings.create(caller, await request.body(), request.headers)
+    answer = await unless_gone(
+        request.receive, state.embeddings.create(caller, await request.body(), request.headers)
+    )
+    if answer is None:  # logged as 499
+        return gone()
     return raw_json_response(answer.body, headers=answer.headers)
 
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
+from tunepipe.api.disconnect import gone, unless_gone
 from tunepipe.api.json import json_response, raw_json_response, safe_headers
 from tunepipe.errors import TunepipeError
 from tunepipe.protocol.messages import error_body
@@ -62,9 +63,13 @@ async def create_message(request: Request) -> Response:
     state = app_state(request)
     try:
         caller = await state.auth.principal(_authorization(request.headers))
-        result = await state.messages.create(caller, await request.body(), request.headers)
+        result = await unless_gone(
+            request.receive, state.messages.create(caller, await request.body(), request.headers)
+        )
     except TunepipeError as exc:
         return _error(exc)
+    if result is None:  # logged as 499
+        return gone()
     if isinstance(result, MessageStream):
         headers = {**_SSE_HEADERS, **result.headers}
         return StreamingResponse(

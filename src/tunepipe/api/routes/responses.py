@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.api.deps import app_state
+from tunepipe.api.disconnect import gone, unless_gone
 from tunepipe.api.json import json_response, raw_json_response, safe_headers
 from tunepipe.errors import InvalidRequest
 from tunepipe.services.responses.passthrough import RawEvent
@@ -51,7 +52,11 @@ def _json(found: dict[str, Any] | bytes) -> Response:
 async def create_response(request: Request) -> Response:
     state = app_state(request)
     caller = await state.auth.principal(request.headers.get("authorization"))
-    created = await state.responses.create(caller, await request.body(), request.headers)
+    created = await unless_gone(
+        request.receive, state.responses.create(caller, await request.body(), request.headers)
+    )
+    if created is None:  # logged as 499
+        return gone()
     if isinstance(created, Created):
         body = created.raw if created.raw is not None else orjson.dumps(created.data)
         return raw_json_response(body, headers=created.headers)

@@ -30,21 +30,24 @@ from tunepipe.domain.projects import Principal
 from tunepipe.domain.routing import Plan, plan_for
 from tunepipe.domain.stream_assembly import StreamAssembler
 from tunepipe.domain.stream_replay import replay
-from tunepipe.errors import TunepipeError, UpstreamError, for_status
+from tunepipe.errors import TunepipeError, UpstreamError
 from tunepipe.services.gateway.cache import Lookup, ResponseCache
 from tunepipe.services.gateway.calls import Calls, Outcome
 from tunepipe.services.gateway.criteria import CriteriaStep, attach, results_chunk
 from tunepipe.services.gateway.judge import JudgeLog
 from tunepipe.services.gateway.limits import RateLimits, Ticket
-from tunepipe.services.gateway.requests import Prepared, prepare
+from tunepipe.services.gateway.requests import (
+    CLIENT_CLOSED_REQUEST,
+    Prepared,
+    client_gone,
+    log_unanswered,
+    prepare,
+)
 from tunepipe.services.gateway.routing import Route, Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
 from tunepipe.telemetry.metrics import count_cache
 
 log = logging.getLogger(__name__)
-
-# Logged for a stream the client abandoned (nginx's "client closed request").
-CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +176,12 @@ class ChatService:
             self._cache.land(state.lookup, None)
         await self._limits.release(state.ticket, 0)
 
-    async def _failed(self, state: _Call, call: CallLog, exc: TunepipeError, *, streamed: bool) -> None:
+    async def _failed(self, state: _Call, call: CallLog, exc: BaseException, *, streamed: bool) -> None:
+        """A call that ended before its answer: a refusal, an upstream's error, or a client
+        that hung up (the task cancelled: ``api/disconnect.py``) is logged; a bug is not."""
         call.attempts = state.outcome.attempts
         await self._abandon(state)
-        await self._logger.failure(call, exc, streamed=streamed)
+        await log_unanswered(self._logger, call, exc, streamed=streamed)
 
     async def complete(self, principal: Principal, prepared: Prepared) -> Completion:
         call = prepared.call
@@ -194,26 +199,31 @@ class ChatService:
                     self._cache.land(state.lookup, result.data if state.storable() else None)
                     if state.storable():
                         await self._cache.save(principal, state.requested, state.lookup, result.data)
-        except TunepipeError as exc:
+        except BaseException as exc:
+            # A cancellation is the client hanging up: the upstream request went with the task.
             await self._failed(state, call, exc, streamed=False)
             raise
-        except asyncio.CancelledError:
-            # The client hung up (api/disconnect.py): the upstream request went with the task.
-            gone = for_status(CLIENT_CLOSED_REQUEST, "client disconnected before the answer was ready")
-            await self._failed(state, call, gone, streamed=False)
-            raise
-        except BaseException:  # a bug: nothing to log, but nothing may stay held
-            await self._abandon(state)
-            raise
         await self._limits.release(state.ticket, _tokens(result.data))
+        call.answered_by, call.attempts = state.outcome.model, state.outcome.attempts
         if state.criteria:
-            results = await self._criteria.judge_choices(
-                principal, state.criteria, prepared.body, result.data, log=self._judge_log(call)
-            )
+            try:
+                results = await self._criteria.judge_choices(
+                    principal, state.criteria, prepared.body, result.data, log=self._judge_log(call)
+                )
+            except asyncio.CancelledError:  # answered, but the client left while it was judged
+                gone = client_gone("the answer was judged")
+                await self._logger.success(
+                    call,
+                    result.data,
+                    raw=result.raw,
+                    cost=result.cost,
+                    error_message=gone.message,
+                    status_code=CLIENT_CLOSED_REQUEST,
+                )
+                raise
             call.criteria = attach(result.data, results)
             # Changed: the upstream's bytes no longer match.
             result = Completion(result.data, cost=result.cost)
-        call.answered_by, call.attempts = state.outcome.model, state.outcome.attempts
         result.headers = state.headers()
         await self._logger.success(call, result.data, raw=result.raw, cost=result.cost)
         return result
@@ -234,11 +244,8 @@ class ChatService:
                     principal, plan, prepared.body, _streaming, state.outcome
                 )
                 call.price = state.outcome.route.price if state.outcome.route else None
-        except TunepipeError as exc:
+        except BaseException as exc:
             await self._failed(state, call, exc, streamed=True)
-            raise
-        except BaseException:
-            await self._abandon(state)
             raise
         return Streamed(self._relay(principal, state, chunks), state.headers())
 

@@ -25,10 +25,10 @@ from tunepipe.domain.projects import Principal
 from tunepipe.engine.types import SamplingParams, SequenceSpec
 from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, UpstreamError, UpstreamUnavailable
 from tunepipe.protocol.completions import CompletionRequest, TextAssembler
-from tunepipe.services.gateway.chat import CLIENT_CLOSED_REQUEST, StreamEvent, StreamFailed
+from tunepipe.services.gateway.chat import StreamEvent, StreamFailed
 from tunepipe.services.gateway.endpoints import Answer, Events, forwarded, unsupported, upstream
 from tunepipe.services.gateway.limits import RateLimits, Ticket
-from tunepipe.services.gateway.requests import read_call
+from tunepipe.services.gateway.requests import CLIENT_CLOSED_REQUEST, log_unanswered, read_call
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
 
@@ -89,12 +89,9 @@ class CompletionsService:
                     answer, own = await provider.post(ENDPOINT, out)
                     if not isinstance(answer.get("choices"), list):
                         raise UpstreamUnavailable(f"{provider.name} returned a body that is not a completion")
-        except TunepipeError as exc:
+        except BaseException as exc:  # a cancellation too: the client hung up (logged as 499)
             await self._limits.release(ticket, 0)
-            await self._logger.failure(call, exc, streamed=bool(request.stream))
-            raise
-        except BaseException:
-            await self._limits.release(ticket, 0)
+            await log_unanswered(self._logger, call, exc, streamed=bool(request.stream))
             raise
         out_headers = dict(ticket.headers) if ticket else {}
         if request.stream:

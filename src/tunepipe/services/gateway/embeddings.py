@@ -20,11 +20,11 @@ import orjson
 
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
-from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, UpstreamUnavailable
+from tunepipe.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from tunepipe.protocol.embeddings import EmbeddingsRequest, embedding_list, log_summary
 from tunepipe.services.gateway.endpoints import Answer, forwarded, unsupported, upstream
 from tunepipe.services.gateway.limits import RateLimits
-from tunepipe.services.gateway.requests import read_call
+from tunepipe.services.gateway.requests import log_unanswered, read_call
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.logs.recording import RequestLogger, usage_of
 from tunepipe.settings import Settings
@@ -71,12 +71,9 @@ class EmbeddingsService:
                     raise UpstreamUnavailable(
                         f"{provider.name} returned a body that is not a list of embeddings"
                     )
-        except TunepipeError as exc:
+        except BaseException as exc:  # a cancellation too: the client hung up (logged as 499)
             await self._limits.release(ticket, 0)
-            await self._logger.failure(call, exc)
-            raise
-        except BaseException:
-            await self._limits.release(ticket, 0)
+            await log_unanswered(self._logger, call, exc)
             raise
         prompt_tokens, _ = usage_of(answer)
         await self._limits.release(ticket, prompt_tokens or 0)

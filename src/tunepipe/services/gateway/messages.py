@@ -33,7 +33,7 @@ from tunepipe.domain.pricing import price_for
 from tunepipe.domain.projects import Principal
 from tunepipe.domain.request_context import current_request_id
 from tunepipe.domain.stream_assembly import StreamAssembler
-from tunepipe.errors import InvalidRequest, TunepipeError, UpstreamError, UpstreamUnavailable
+from tunepipe.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 from tunepipe.protocol.messages import CountTokensRequest, MessagesRequest, parse_request, to_chat_request
 from tunepipe.protocol.messages_response import EventTranslator, to_message
 from tunepipe.providers.anthropic.client import ANTHROPIC_VERSION
@@ -44,9 +44,14 @@ from tunepipe.providers.anthropic.translate import (
 )
 from tunepipe.providers.http import open_response, post_json, transport_error
 from tunepipe.providers.sse import aiter_events
-from tunepipe.services.gateway.chat import CLIENT_CLOSED_REQUEST, ChatService, StreamEvent, StreamFailed
+from tunepipe.services.gateway.chat import ChatService, StreamEvent, StreamFailed
 from tunepipe.services.gateway.limits import RateLimits, Ticket
-from tunepipe.services.gateway.requests import read_options
+from tunepipe.services.gateway.requests import (
+    CLIENT_CLOSED_REQUEST,
+    log_unanswered,
+    read_call,
+    read_options,
+)
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
 
@@ -101,6 +106,11 @@ def _decode(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _validated(body: dict[str, Any]) -> MessagesRequest:
+    """A Messages request, refused in Anthropic's words (``max_tokens: Field required``)."""
+    return parse_request(MessagesRequest, body)
+
+
 def _message_id(call: CallLog) -> str:
     return f"msg_{call.id.replace('-', '')}"
 
@@ -123,7 +133,10 @@ class MessagesService:
     ) -> MessageAnswer | MessageStream:
         """Answer a Messages request: a message, or the events of a stream (errors before the
         first event raise here, so that the client gets a status)."""
-        req, body = await self._parse(principal, raw, headers)
+        # Read as chat's calls are, so a refused one is logged as theirs are (the body as sent).
+        call, body, req, _ = await read_call(
+            self._logger, principal, raw, headers, MessagesRequest, endpoint=ENDPOINT, parse=_validated
+        )
         ref = parse_model(req.model)
         if ref.kind is RouteKind.ANTHROPIC:
             return await self._pass_through(principal, req, body, ref, headers)
@@ -131,7 +144,7 @@ class MessagesService:
         try:
             chat_body = to_chat_request(req, top_k=ref.kind in _TOP_K_KINDS, max_tokens_field=field)
         except InvalidRequest as exc:
-            await self._logger.failure(self._call(principal, body, headers), exc)
+            await self._logger.failure(call, exc)
             raise
         prepared = await self._chat.prepare(principal, orjson.dumps(chat_body), headers, endpoint=ENDPOINT)
         message_id = _message_id(prepared.call)
@@ -181,18 +194,6 @@ class MessagesService:
             endpoint=ENDPOINT,
         )
 
-    async def _parse(
-        self, principal: Principal, raw: bytes, headers: Mapping[str, str]
-    ) -> tuple[MessagesRequest, dict[str, Any]]:
-        """Validate; a failure is logged, as chat's are."""
-        body: Any = {"raw": raw.decode("utf-8", "replace")}
-        try:
-            body = _decode(raw)
-            return parse_request(MessagesRequest, body), body
-        except InvalidRequest as exc:
-            await self._logger.failure(self._call(principal, body, headers), exc)
-            raise
-
     async def _upstream(
         self, principal: Principal, headers: Mapping[str, str]
     ) -> tuple[aiohttp.ClientSession, str, dict[str, str]]:
@@ -235,12 +236,9 @@ class MessagesService:
                 relay = _Relay(self._logger, self._limits, call, ticket, ref.name)
                 return MessageStream(relay.events(resp), dict(ticket.headers) if ticket else {})
             raw = await post_json(session, url, data, upstream_headers, PROVIDER)
-        except TunepipeError as exc:
+        except BaseException as exc:  # a cancellation too: the client hung up (logged as 499)
             await self._limits.release(ticket, 0)
-            await self._logger.failure(call, exc, streamed=bool(req.stream))
-            raise
-        except BaseException:
-            await self._limits.release(ticket, 0)
+            await log_unanswered(self._logger, call, exc, streamed=bool(req.stream))
             raise
         try:
             message = orjson.loads(raw)

@@ -1,11 +1,15 @@
 """A chat request as the pipeline takes it: the caller's JSON, validated against the full
 OpenAI schema (a 400 naming the offending field), its ``op-*`` headers read, and its log record
-begun, so that a request that fails here is logged with its labels too.
+begun, so that a request that fails here is logged with its labels too. Every gateway endpoint
+reads its calls here (``read_call``), so a refused call is logged the same way on each; and
+:func:`log_unanswered` ends the record of a call that got no answer, a client that hung up
+included (499).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,12 +24,15 @@ from tunepipe.domain.labels import merge_labels, parse_tags_header
 from tunepipe.domain.projects import Principal
 from tunepipe.domain.request_context import current_request_id
 from tunepipe.domain.routing import parse_fallback_header, parse_retries_header
-from tunepipe.errors import InvalidRequest
+from tunepipe.errors import InvalidRequest, TunepipeError, for_status
 from tunepipe.protocol.chat import ChatCompletionRequest
 from tunepipe.protocol.params import field_path, spelled
 from tunepipe.services.logs.recording import CallLog, RequestLogger
 
 M = TypeVar("M", bound=BaseModel)
+
+# Logged for a call whose client went away before its answer (nginx's "client closed request").
+CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,14 @@ def _decode(raw: bytes) -> Any:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from exc
 
 
+def _validated(schema: type[M], body: dict[str, Any]) -> M:
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        message, param = _validation_message(exc, body)
+        raise InvalidRequest(message, param=param) from exc
+
+
 async def read_call(
     logger: RequestLogger,
     principal: Principal,
@@ -110,12 +125,16 @@ async def read_call(
     schema: type[M],
     *,
     endpoint: str | None = None,
+    parse: Callable[[dict[str, Any]], M] | None = None,
 ) -> tuple[CallLog, dict[str, Any], M, Options]:
     """Parse ``raw`` and validate it against ``schema``, with its log record begun; a failure
-    here is logged (when logging is on) and raised as a 400 naming the offending field.
+    here is logged (when logging is on; never for a read-only key) with the body as sent, and
+    raised as a 400 naming the offending field.
 
     ``endpoint`` names the API the call came through (``responses``, ``messages``,
-    ``embeddings``…; ``None`` for chat completions); the log keeps it."""
+    ``embeddings``…; ``None`` for chat completions); the log keeps it. ``parse``, when given,
+    validates instead of ``schema`` (an API that words its refusals its own way, as Anthropic's
+    does); it raises :class:`~tunepipe.errors.InvalidRequest`."""
     call = CallLog(
         project_id=principal.project.id,
         requested_at=now_ms(),
@@ -139,11 +158,7 @@ async def read_call(
         call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None)
         options = read_options(headers)
         call.metadata = merge_labels(metadata if isinstance(metadata, dict) else None, options.tags)
-        try:
-            request = schema.model_validate(body)
-        except ValidationError as exc:
-            message, param = _validation_message(exc, body)
-            raise InvalidRequest(message, param=param) from exc
+        request = parse(body) if parse is not None else _validated(schema, body)
     except InvalidRequest as exc:
         if isinstance(call.request, bytes):
             call.request = {"raw": call.request.decode("utf-8", "replace")}
@@ -168,3 +183,21 @@ async def prepare(
     call.enabled = call.enabled and request.store is not False
     call.metadata = merge_labels(request.metadata, options.tags)
     return Prepared(body=body, request=request, call=call, options=options)
+
+
+def client_gone(before: str = "the answer was ready") -> TunepipeError:
+    """The error a call whose client hung up is logged with (status 499)."""
+    return for_status(CLIENT_CLOSED_REQUEST, f"client disconnected before {before}")
+
+
+async def log_unanswered(
+    logger: RequestLogger, call: CallLog, exc: BaseException, *, streamed: bool = False
+) -> None:
+    """Log a call that ended with ``exc`` instead of an answer: a refusal or an upstream's
+    error with its own status, a cancellation as 499 (the client hung up, and the API layer
+    cancelled the call: ``api/disconnect.py``). Anything else is a bug, which the error handler
+    reports; it is not logged as a call."""
+    if isinstance(exc, TunepipeError):
+        await logger.failure(call, exc, streamed=streamed)
+    elif isinstance(exc, asyncio.CancelledError):
+        await logger.failure(call, client_gone(), streamed=streamed)

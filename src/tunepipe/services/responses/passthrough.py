@@ -38,7 +38,7 @@ from tunepipe.providers.http import (
 )
 from tunepipe.providers.sse import aiter_events
 from tunepipe.services.gateway.limits import RateLimits, Ticket
-from tunepipe.services.gateway.requests import read_options
+from tunepipe.services.gateway.requests import log_unanswered, read_options
 from tunepipe.services.gateway.routing import Router
 from tunepipe.services.logs.recording import CallLog, RequestLogger, usage_of
 
@@ -140,9 +140,9 @@ class OpenAIResponses:
         out = {**body, "model": state.upstream_model}
         try:
             raw = await post_json(session, url, orjson.dumps(out), upstream, _PROVIDER)
-        except TunepipeError as exc:
+        except BaseException as exc:  # a cancellation too: the client hung up (logged as 499)
             await self._limits.release(state.ticket, 0)
-            await self._logger.failure(state.call, exc)
+            await log_unanswered(self._logger, state.call, exc)
             raise
         try:
             data = orjson.loads(raw)
@@ -190,9 +190,9 @@ class OpenAIResponses:
         out = {**body, "model": state.upstream_model}
         try:
             resp = await open_response(session, url, orjson.dumps(out), upstream, _PROVIDER)
-        except TunepipeError as exc:
+        except BaseException as exc:
             await self._limits.release(state.ticket, 0)
-            await self._logger.failure(state.call, exc, streamed=True)
+            await log_unanswered(self._logger, state.call, exc, streamed=True)
             raise
         return self._relay(state, resp, on_final), state.headers
 

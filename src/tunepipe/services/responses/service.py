@@ -24,16 +24,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from pydantic import ValidationError
 
 from tunepipe.db import stored_responses as repo
 from tunepipe.db.database import Database
 from tunepipe.domain.clock import now_ms
-from tunepipe.domain.json_depth import check_depth
 from tunepipe.domain.model_ref import RouteKind, parse_model
 from tunepipe.domain.projects import Principal
-from tunepipe.errors import InvalidRequest, NotFound, UpstreamRejected
-from tunepipe.protocol.params import param_of
+from tunepipe.errors import InvalidRequest, NotFound, TunepipeError, UpstreamRejected
 from tunepipe.protocol.responses import (
     ResponsesRequest,
     assistant_message,
@@ -46,6 +43,8 @@ from tunepipe.protocol.responses import (
     usage_of,
 )
 from tunepipe.services.gateway.chat import ChatService, StreamEvent, StreamFailed
+from tunepipe.services.gateway.requests import read_call
+from tunepipe.services.logs.recording import RequestLogger
 from tunepipe.services.responses.passthrough import OpenAIResponses, RawEvent
 from tunepipe.services.responses.stream import EventTranslator
 
@@ -81,33 +80,38 @@ class _Turn:
     added: list[dict[str, Any]]
 
 
-def _parse(raw: bytes) -> tuple[dict[str, Any], ResponsesRequest]:
-    check_depth(raw)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object")
-    try:
-        return body, ResponsesRequest.model_validate(body)
-    except ValidationError as exc:
-        found = [(param_of(err["loc"], body), err["msg"]) for err in exc.errors(include_url=False)]
-        param, msg = max(found, key=lambda f: len(f[0]))
-        raise InvalidRequest(f"Invalid request: `{param}`: {msg}", param=param or None) from exc
-
-
 class ResponsesService:
-    def __init__(self, chat: ChatService, db: Database, openai: OpenAIResponses) -> None:
+    def __init__(
+        self, chat: ChatService, db: Database, openai: OpenAIResponses, logger: RequestLogger
+    ) -> None:
         self._chat = chat
         self._db = db
         self._openai = openai
+        self._logger = logger
 
     async def create(self, principal: Principal, raw: bytes, headers: Mapping[str, str]) -> Created | Events:
-        body, req = _parse(raw)
+        # Read as chat's calls are, so a refused one is logged as theirs are (the body as sent).
+        call, body, req, _ = await read_call(
+            self._logger, principal, raw, headers, ResponsesRequest, endpoint="responses"
+        )
         kind = parse_model(req.model).kind
-        previous = await self._previous(principal, req, kind)
-        if kind is RouteKind.OPENAI and (previous is None or previous.get("passthrough")):
+        try:
+            previous = await self._previous(principal, req, kind)
+            passthrough = kind is RouteKind.OPENAI and (previous is None or bool(previous.get("passthrough")))
+            if not passthrough:
+                if previous is not None and previous.get("passthrough"):
+                    raise InvalidRequest(
+                        f"Response '{req.previous_response_id}' was made and is stored by OpenAI: "
+                        "only an OpenAI model can continue it",
+                        param="previous_response_id",
+                    )
+                assert previous is None or "messages" in previous
+                history = list(previous["messages"]) if previous is not None else []
+                chat, added = chat_body(req, history, verbosity=kind in _VERBOSITY_KINDS)
+        except TunepipeError as exc:  # refused before the call is handed on: logged here
+            await self._logger.failure(call, exc)
+            raise
+        if passthrough:
 
             async def remember(response: dict[str, Any]) -> None:
                 await self._remember(principal, req, response)
@@ -117,15 +121,6 @@ class ResponsesService:
                 return Events(events, out_headers)
             answer, out_headers = await self._openai.create(principal, req, body, headers, remember)
             return Created(None, answer, out_headers)
-        if previous is not None and previous.get("passthrough"):
-            raise InvalidRequest(
-                f"Response '{req.previous_response_id}' was made and is stored by OpenAI: only an "
-                "OpenAI model can continue it",
-                param="previous_response_id",
-            )
-        assert previous is None or "messages" in previous
-        history = list(previous["messages"]) if previous is not None else []
-        chat, added = chat_body(req, history, verbosity=kind in _VERBOSITY_KINDS)
         prepared = await self._chat.prepare(principal, orjson.dumps(chat), headers, endpoint="responses")
         turn = _Turn(req, new_id("resp"), int(time.time()), history, added)
         if req.stream:

@@ -9,10 +9,23 @@ new calls arrive.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.sql import Select
 
 from tunepipe.db.log_writer import decompress_json
@@ -286,3 +299,89 @@ def update_metadata(
         if rows:
             conn.execute(insert(logged_call_metadata), rows)
     return len(ids)
+
+
+# --- Usage: requests, tokens, cost, cache hits and errors by time bucket and model -------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One model's calls in one time bucket (``bucket``: its index from the window's start)."""
+
+    bucket: int
+    model: str | None
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    cache_hits: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCount:
+    """Calls that ended with one status (None: no answer at all), and their count."""
+
+    status_code: int | None
+    requests: int
+
+
+def _is_error() -> Any:
+    c = logged_calls.c
+    return or_(c.status_code.is_(None), c.status_code >= 400)
+
+
+def usage_by_bucket(
+    conn: Connection, project_id: str, since_ms: int, until_ms: int, bucket_ms: int
+) -> list[UsageRow]:
+    """Aggregates of ``[since_ms, until_ms)`` grouped by bucket and model, in SQL (the index on
+    ``(project_id, requested_at)`` bounds the scan); judges' calls are left out as on Request
+    Logs. Bucket numbers are integer divisions, the same on SQLite and PostgreSQL."""
+    c = logged_calls.c
+    conds = _where(project_id, LogFilter(since_ms=since_ms, until_ms=until_ms, judges=False))
+    # Integers rendered inline, so that PostgreSQL sees one expression in SELECT and GROUP BY
+    # (two bound parameters would be two expressions to it).
+    start = literal_column(str(int(since_ms)), BigInteger)
+    width = literal_column(str(int(bucket_ms)), BigInteger)
+    bucket = ((c.requested_at - start) // width).label("bucket")
+    query = (
+        select(
+            bucket,
+            c.model,
+            func.count().label("requests"),
+            func.coalesce(func.sum(c.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(c.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(c.cost), 0.0).label("cost"),
+            func.coalesce(func.sum(case((c.cache_hit.is_(True), 1), else_=0)), 0).label("cache_hits"),
+            func.coalesce(func.sum(case((_is_error(), 1), else_=0)), 0).label("errors"),
+        )
+        .where(*conds)
+        .group_by(bucket, c.model)
+        .order_by(bucket, c.model)
+    )
+    return [
+        UsageRow(
+            bucket=int(r.bucket),
+            model=r.model,
+            requests=int(r.requests),
+            input_tokens=int(r.input_tokens),
+            output_tokens=int(r.output_tokens),
+            cost=float(r.cost),
+            cache_hits=int(r.cache_hits),
+            errors=int(r.errors),
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def usage_statuses(conn: Connection, project_id: str, since_ms: int, until_ms: int) -> list[StatusCount]:
+    """How many calls of ``[since_ms, until_ms)`` ended with each error status (judges left out)."""
+    c = logged_calls.c
+    conds = _where(project_id, LogFilter(since_ms=since_ms, until_ms=until_ms, judges=False))
+    query = (
+        select(c.status_code, func.count().label("requests"))
+        .where(*conds, _is_error())
+        .group_by(c.status_code)
+        .order_by(c.status_code)
+    )
+    return [StatusCount(status_code=r.status_code, requests=int(r.requests)) for r in conn.execute(query)]

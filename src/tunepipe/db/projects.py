@@ -160,6 +160,16 @@ def set_key_limits(conn: Connection, project_id: str, key_id: str, limits: KeyLi
     return _info(conn.execute(select(api_keys).where(c.id == key_id)).one())
 
 
+def delete_api_key(conn: Connection, project_id: str, key_id: str) -> ApiKeyInfo:
+    """Revoke the project's key ``key_id``; the key as it was."""
+    c = api_keys.c
+    row = conn.execute(select(api_keys).where(c.id == key_id, c.project_id == project_id)).first()
+    if row is None:
+        raise NotFound(f"No API key {key_id!r} here", param="key_id")
+    conn.execute(delete(api_keys).where(c.id == key_id))
+    return _info(row)
+
+
 def principal_for_key(conn: Connection, plain_key: str) -> Principal | None:
     query = (
         select(

@@ -6,6 +6,8 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from tunepipe.web import datasets, fine_tunes, logs, sections, sign_in
+from tunepipe.web import settings as settings_pages
+from tunepipe.web import usage as usage_pages
 from tunepipe.web.render import STATIC, Pages
 
 STATIC_PATH = "/static"
@@ -19,6 +21,9 @@ def install(app: FastAPI) -> None:
     add("/sign-in", sign_in.sign_in_form, get, include_in_schema=False)
     add("/sign-in", sign_in.sign_in, post, include_in_schema=False)
     add("/sign-out", sign_in.sign_out, post, include_in_schema=False)
+    add("/usage", usage_pages.usage_page, get, include_in_schema=False)
+    for path, endpoint, methods in settings_pages.ROUTES:
+        add(path, endpoint, methods, include_in_schema=False)
     add("/logs", logs.logs_page, get, include_in_schema=False)
     add("/logs/add-to-dataset", logs.add_to_dataset, post, include_in_schema=False)
     add("/logs/{call_id}", logs.log_detail_page, get, include_in_schema=False)

@@ -15,6 +15,7 @@ a handler ``(request, signed) -> response`` that calls one service, wrapped by :
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -41,9 +42,24 @@ NAV = (
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Held:
+    """Another key this browser signed in with, as the project switcher lists it."""
+
+    ref: str  # a fingerprint of the key, never the key
+    project: str
+    read_only: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Signed:
     principal: Principal
     session: sessions.Session
+    others: tuple[Held, ...] = ()
+
+
+def key_ref(key: str) -> str:
+    """What a form names a held key by: a fingerprint, so the page never carries a key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def container(request: Request) -> Container:
@@ -71,7 +87,36 @@ async def signed_in(request: Request) -> Signed | None:
         return None
     if isinstance(holder, Admin):
         return None
-    return Signed(holder, session)
+    return Signed(holder, session, await _others(tp, session))
+
+
+async def _others(tp: Container, session: sessions.Session) -> tuple[Held, ...]:
+    """The session's other keys that still authenticate (a revoked one drops out of the list)."""
+    found: list[Held] = []
+    for key in session.held:
+        if key == session.api_key:
+            continue
+        try:
+            holder = await tp.auth.holder(f"Bearer {key}")
+        except AuthenticationFailed:
+            continue
+        if isinstance(holder, Principal):
+            found.append(Held(key_ref(key), holder.project.name, holder.read_only))
+    return tuple(sorted(found, key=lambda h: (h.project, h.read_only)))
+
+
+def set_session(request: Request, response: Response, session: sessions.Session) -> Response:
+    """``response`` with the sealed session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS)."""
+    response.set_cookie(
+        sessions.COOKIE,
+        sessions.seal(container(request).box, session),
+        max_age=sessions.MAX_AGE_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return response
 
 
 def local_path(value: str | None) -> str:
@@ -102,6 +147,7 @@ def page_context(request: Request, signed: Signed | None, **context: Any) -> dic
         "project": signed.principal.project.name if signed else None,
         "read_only": signed.principal.read_only if signed else True,
         "csrf": signed.session.csrf if signed else "",
+        "other_projects": signed.others if signed else (),
         **context,
     }
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from tunepipe.web.guard import Signed, page, page_context, renderer
 
-LATER = {
+LATER: dict[str, tuple[str, str]] = {
     "/evaluations": (
         "Evaluations",
         "Evaluations are created and read through the API (/api/v1/evals) and the CLI "
@@ -18,17 +18,6 @@ LATER = {
         "Criteria",
         "Criteria, their versions and alignment sets live in the API (/api/v1/criteria) and the "
         "CLI (`tunepipe criteria --help`).",
-    ),
-    "/usage": (
-        "Usage",
-        "Usage is reported by the API: every logged call carries its tokens and cost "
-        "(GET /api/v1/logs, GET /api/v1/logs/export), and GET /metrics has the counters.",
-    ),
-    "/settings": (
-        "Settings",
-        "Project settings, keys, provider keys and routing are managed through the API "
-        "(/api/v1/keys, /api/v1/providers, /api/v1/routing) and the CLI (`tunepipe projects "
-        "--help`, `tunepipe providers --help`).",
     ),
 }
 

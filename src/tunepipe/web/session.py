@@ -12,6 +12,10 @@ box produces, from passing for a session.
 Every state-changing request must carry the session's CSRF token, in the ``csrf_token`` form
 field or the ``X-CSRF-Token`` header (htmx sends it, see ``static/app.js``); the token is
 compared in constant time.
+
+A browser may sign in with several keys (one per project, say): the cookie holds each of them
+(at most :data:`MAX_KEYS`) and which one is active; the pages show the active key's project,
+and switching makes another of the held keys the active one.
 """
 
 from __future__ import annotations
@@ -29,21 +33,36 @@ MAX_AGE_S = 12 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _PURPOSE = "tunepipe-web-session"
+MAX_KEYS = 8  # keys one browser may hold at once (the cookie stays far below 4 KB)
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    api_key: str
+    api_key: str  # the active key
     csrf: str
     issued_at: float
+    keys: tuple[str, ...] = ()  # every key this browser signed in with, the active one included
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        return self.keys or (self.api_key,)
 
 
-def issue(api_key: str) -> Session:
-    return Session(api_key=api_key, csrf=secrets.token_urlsafe(32), issued_at=time.time())
+def issue(api_key: str, keys: tuple[str, ...] = ()) -> Session:
+    """A new session whose active key is ``api_key``, holding ``keys`` too (the newest kept
+    when there are more than :data:`MAX_KEYS`)."""
+    held = tuple(k for k in keys if k != api_key)[-(MAX_KEYS - 1) :] + (api_key,)
+    return Session(api_key=api_key, csrf=secrets.token_urlsafe(32), issued_at=time.time(), keys=held)
 
 
 def seal(box: SecretBox, session: Session) -> str:
-    payload = {"p": _PURPOSE, "k": session.api_key, "c": session.csrf, "t": session.issued_at}
+    payload = {
+        "p": _PURPOSE,
+        "k": session.api_key,
+        "c": session.csrf,
+        "t": session.issued_at,
+        "ks": list(session.held),
+    }
     sealed = box.seal(orjson.dumps(payload).decode())
     assert sealed is not None
     return sealed
@@ -66,7 +85,10 @@ def unseal(box: SecretBox, cookie: str | None, *, now: float | None = None) -> S
     age = (time.time() if now is None else now) - issued
     if age < 0 or age > MAX_AGE_S:
         return None
-    return Session(api_key=key, csrf=csrf, issued_at=float(issued))
+    held = data.get("ks", [key])
+    if not isinstance(held, list) or not all(isinstance(k, str) for k in held) or key not in held:
+        return None
+    return Session(api_key=key, csrf=csrf, issued_at=float(issued), keys=tuple(held[-MAX_KEYS:]))
 
 
 def csrf_ok(session: Session, given: str | None) -> bool:

@@ -22,6 +22,7 @@ from tunepipe.web.guard import (
     page_context,
     renderer,
     same_origin,
+    set_session,
     signed_in,
 )
 from tunepipe.web.render import redirect
@@ -33,9 +34,13 @@ async def home(request: Request) -> Response:
 
 
 async def sign_in_form(request: Request) -> Response:
-    if await signed_in(request) is not None:
+    signed = await signed_in(request)
+    adding = signed is not None and request.query_params.get("add") == "1"
+    if signed is not None and not adding:
         return redirect(request, local_path(request.query_params.get("next")))
-    context = page_context(request, None, error=None, next=local_path(request.query_params.get("next")))
+    context = page_context(
+        request, signed, error=None, next=local_path(request.query_params.get("next")), adding=adding
+    )
     return renderer(request).render(request, "sign_in.html", context)
 
 
@@ -44,6 +49,13 @@ async def sign_in(request: Request) -> Response:
     next_path = local_path(str(form.get("next") or ""))
     if not same_origin(request):
         return error_page(request, None, 403, "This form did not come from this site.")
+    # "Add project": a signed-in browser keeps its keys and adds this one (with its CSRF token).
+    held: tuple[str, ...] = ()
+    signed = await signed_in(request) if form.get("add") == "1" else None
+    if signed is not None:
+        if not sessions.csrf_ok(signed.session, str(form.get(sessions.CSRF_FIELD) or "")):
+            return error_page(request, signed, 403, "This form has expired or did not come from this site.")
+        held = signed.session.held
     key = str(form.get("api_key") or "").strip()
     error = None
     holder: Principal | Admin | None = None
@@ -57,20 +69,10 @@ async def sign_in(request: Request) -> Response:
         if isinstance(holder, Admin):
             error = "Admin keys manage the installation; sign in with a project's API key."
     if error is not None:
-        context = page_context(request, None, error=error, next=next_path)
+        context = page_context(request, signed, error=error, next=next_path, adding=signed is not None)
         return renderer(request).render(request, "sign_in.html", context, status_code=401)
     response = redirect(request, next_path)
-    session = sessions.issue(key)
-    response.set_cookie(
-        sessions.COOKIE,
-        sessions.seal(container(request).box, session),
-        max_age=sessions.MAX_AGE_S,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=is_https(request),
-    )
-    return response
+    return set_session(request, response, sessions.issue(key, held))
 
 
 async def sign_out(request: Request) -> Response:

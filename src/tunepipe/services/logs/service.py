@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterator
 
 import orjson
+from sqlalchemy import Connection
 
 from tunepipe.db import log_queries
 from tunepipe.db.database import Database
@@ -180,3 +181,19 @@ class LogService:
             if len(page) < page_size:
                 return
             after = (page[-1].requested_at, page[-1].id)
+
+    async def usage(
+        self, principal: Principal, since_ms: int, until_ms: int, bucket_ms: int
+    ) -> tuple[list[log_queries.UsageRow], list[log_queries.StatusCount]]:
+        """The project's calls of ``[since_ms, until_ms)`` aggregated in SQL: by bucket of
+        ``bucket_ms`` and model, and the errors by status (judges' calls left out)."""
+        if bucket_ms < 1 or until_ms <= since_ms:
+            raise InvalidRequest("A usage window needs a positive bucket and an end after its start")
+        await self._writer.flush()
+        pid = principal.project.id
+
+        def read(conn: Connection) -> tuple[list[log_queries.UsageRow], list[log_queries.StatusCount]]:
+            rows = log_queries.usage_by_bucket(conn, pid, since_ms, until_ms, bucket_ms)
+            return rows, log_queries.usage_statuses(conn, pid, since_ms, until_ms)
+
+        return await self._db.run(read)

@@ -158,3 +158,14 @@ class ProjectService:
             return repo.set_key_limits(conn, key.project_id, key.id, limits)
 
         return await write_and_announce(self._db, self._feed, SCOPE, lambda out: out.id, write)
+
+    async def revoke_key(self, project: Project, key_id: str) -> ApiKeyInfo:
+        """Revoke one of the project's keys; every server refuses it from its next call (the
+        change is announced, so no cache keeps it alive)."""
+        return await write_and_announce(
+            self._db,
+            self._feed,
+            SCOPE,
+            lambda k: k.id,
+            lambda conn: repo.delete_api_key(conn, project.id, key_id),
+        )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import Gateway
-from web.conftest import XSS_IMG, post_with_cookie, session_cookie
+from web.conftest import XSS_IMG, _chat, post_with_cookie, session_cookie
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
@@ -225,6 +225,8 @@ def test_dataset_read_only_key_sees_no_controls_and_its_posts_are_refused(
     for path, data in (
         ("/datasets", {"name": "ro-made"}),
         (f"/datasets/{dataset_id}/pruning-rules", {"text": "ro question"}),
+        (f"/datasets/{dataset_id}/import-logs", {"model": "openai:gpt-4o-mini"}),
+        (f"/datasets/{dataset_id}/relabel", {"model": "openai:gpt-4o-mini"}),
         (page.url.removeprefix(gateway.root), {"messages": "[]", "output": "{}", "split": "TEST"}),
     ):
         assert post_with_cookie(gateway, path, cookie, {**data, "csrf_token": csrf}).status_code == 403, path
@@ -232,6 +234,7 @@ def test_dataset_read_only_key_sees_no_controls_and_its_posts_are_refused(
         assert h.get(f"/datasets/{dataset_id}/pruning-rules").json()["data"] == []
         assert all(d["name"] != "ro-made" for d in h.get("/datasets").json()["data"])
         assert h.get(f"/datasets/{dataset_id}/entries").json()["data"][0]["split"] == "TRAIN"
+        assert h.get(f"/datasets/{dataset_id}/jobs").json()["data"] == []
 
 
 def test_dataset_of_another_project_is_not_found(
@@ -247,3 +250,46 @@ def test_dataset_of_another_project_is_not_found(
         assert "their secret" not in page.content()
     page.goto(f"{gateway.root}/datasets")
     assert page.locator(f'a[href="/datasets/{theirs}"]').count() == 0
+
+
+@pytest.mark.slow
+def test_dataset_import_from_logs_then_relabel_run_as_jobs_followed_live(
+    gateway: Gateway, two_projects: list[tuple[str, str, str]], page: Any
+) -> None:
+    _, key, _ = two_projects[0]
+    run = uuid.uuid4().hex[:10]
+    for i in range(2):
+        _chat(gateway, key, "openai:gpt-4o-mini", f"imported question {i}", {"run": run})
+    _chat(gateway, key, "openai:gpt-4o-mini", "another run's question", {"run": "other"})
+    dataset_id = new_dataset(gateway, key)
+    sign_in(page, gateway, key)
+    page.goto(f"{gateway.root}/datasets/{dataset_id}")
+    page.locator("summary", has_text="Import from request logs").click()
+    page.get_by_label("Metadata key").fill("run")
+    page.get_by_label("Metadata value").fill(run)
+    page.get_by_role("button", name="Import matching calls").click()
+    page.wait_for_url(re.compile(r".*#jobs$"))
+    jobs = page.locator("table.jobs tbody tr")
+    jobs.filter(has_text="DONE").wait_for(timeout=15_000)  # polled, no reload
+    (row,) = jobs.all_inner_texts()
+    assert row.startswith("Import from logs") and row.split("\t")[3] == "2", row
+    page.get_by_role("link", name="Show the entries as they are now").click()
+    inputs = sorted(r.split("\t")[1] for r in entry_rows(page))
+    assert inputs == ["imported question 0", "imported question 1"]
+
+    page.locator("summary", has_text="Relabel outputs").click()
+    page.get_by_label("Model", exact=True).last.fill("openai:gpt-4o")
+    page.get_by_role("button", name="Relabel").click()
+    page.wait_for_url(re.compile(r".*#jobs$"))
+    relabel = page.locator("table.jobs tbody tr").filter(has_text="Relabel with openai:gpt-4o")
+    relabel.filter(has_text="DONE").wait_for(timeout=15_000)
+    with gateway.http(key) as h:
+        entries = h.get(f"/datasets/{dataset_id}/entries").json()["data"]
+    assert len(entries) == 2
+    for e in entries:  # the fake provider echoes the question: a new output from the chosen model
+        question = e["messages"][0]["content"]
+        assert e["provenance"] == "RELABELED_BY_MODEL" and e["original_output"] is not None
+        assert e["output"] == {"role": "assistant", "content": f"echo: {question}"}
+    page.get_by_role("link", name="Show the entries as they are now").click()
+    assert [r.split("\t")[3] for r in entry_rows(page)] == ["RELABELED_BY_MODEL"] * 2
+    assert page.errors == []

@@ -42,6 +42,9 @@ def install(app: FastAPI) -> None:
         post,
         include_in_schema=False,
     )
+    add("/datasets/{dataset_id}/jobs", datasets.jobs_part, get, include_in_schema=False)
+    add("/datasets/{dataset_id}/import-logs", datasets.import_logs, post, include_in_schema=False)
+    add("/datasets/{dataset_id}/relabel", datasets.relabel, post, include_in_schema=False)
     add("/fine-tunes", fine_tunes.fine_tunes_page, get, include_in_schema=False)
     add("/fine-tunes", fine_tunes.create_fine_tune, post, include_in_schema=False)
     add("/fine-tunes/{slug}", fine_tunes.fine_tune_page, get, include_in_schema=False)

@@ -15,14 +15,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
+from pydantic import ValidationError
 from starlette.concurrency import iterate_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tunepipe.domain.datasets import Dataset, EntryFilter, StoredEntry
+from tunepipe.domain.jobs import JobKind, JobStatus
 from tunepipe.errors import InvalidRequest, NotFound
-from tunepipe.protocol.datasets import UpdateEntryRequest
+from tunepipe.protocol.datasets import ImportLogsRequest, LogImportFilters, RelabelRequest, UpdateEntryRequest
+from tunepipe.protocol.jobs import dataset_job_view
+from tunepipe.protocol.models import catalog_view
 from tunepipe.protocol.pruning import report_view
 from tunepipe.web.guard import Signed, action, container, page, page_context, renderer
 from tunepipe.web.render import SECURITY_HEADERS, redirect
@@ -30,6 +34,9 @@ from tunepipe.web.render import SECURITY_HEADERS, redirect
 PAGE_SIZE = 50
 MAX_NAME = 200
 PREVIEW = 160  # characters of an input or output shown in the entries table
+MAX_TEXT = 500  # the longest filter value or model name a form accepts
+DATASET_JOBS = (JobKind.IMPORT_LOGS.value, JobKind.RELABEL.value)
+OPEN_JOBS = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 def _id(request: Request, name: str) -> str:
@@ -111,14 +118,23 @@ async def _entries(request: Request, signed: Signed, ds: Dataset) -> dict[str, A
     }
 
 
+async def _jobs(request: Request, signed: Signed, ds: Dataset) -> dict[str, Any]:
+    jobs = await container(request).jobs.list_jobs(signed.principal, kinds=DATASET_JOBS, subject_id=ds.id)
+    views = [dataset_job_view(j) for j in jobs]
+    return {"jobs": views, "jobs_open": any(j["status"] in OPEN_JOBS for j in views)}
+
+
 async def _dataset_context(request: Request, signed: Signed, ds: Dataset) -> dict[str, Any]:
     tp = container(request)
     counts = await tp.datasets.split_counts(signed.principal, [ds.id])
     report = await tp.pruning.report(signed.principal.project.id, ds.id)
+    models = [] if signed.principal.read_only else await tp.catalog.models(signed.principal)
     return {
         "ds": ds,
         "counts": counts[ds.id],
         "pruning": report_view(report, tp.pruning.count_tokens),
+        "models": [str(catalog_view(m)["id"]) for m in models],
+        **await _jobs(request, signed, ds),
         **await _entries(request, signed, ds),
     }
 
@@ -154,6 +170,61 @@ async def _export(request: Request, signed: Signed) -> Response:
         media_type="application/x-ndjson",
         headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="dataset.jsonl"'},
     )
+
+
+async def _jobs_part(request: Request, signed: Signed) -> Response:
+    """The dataset's imports and relabels, polled by htmx while one is queued or running."""
+    ds = await container(request).datasets.get(signed.principal, _id(request, "dataset_id"))
+    context = page_context(request, signed, ds=ds, **await _jobs(request, signed, ds))
+    return renderer(request).render(request, "_dataset_jobs.html", context)
+
+
+def _form_text(form: FormData, name: str) -> str:
+    value = str(form.get(name) or "").strip()
+    if len(value) > MAX_TEXT or "\x00" in value:
+        raise InvalidRequest(
+            f"{name.replace('_', ' ').capitalize()}: at most {MAX_TEXT} characters", param=name
+        )
+    return value
+
+
+def _import_body(form: FormData) -> ImportLogsRequest:
+    model, status = _form_text(form, "model"), _form_text(form, "status")
+    key, value = _form_text(form, "meta_key"), _form_text(form, "meta_value")
+    contains, sample = _form_text(form, "contains"), _form_text(form, "sample_size")
+    if status and not status.isdigit():
+        raise InvalidRequest("Status must be an HTTP status code, such as 200", param="status")
+    if sample and not sample.isdigit():
+        raise InvalidRequest("Sample size must be a whole number", param="sample_size")
+    filters = LogImportFilters(
+        model=model or None,
+        status=int(status) if status else None,
+        metadata={key: value} if key else {},
+        contains=contains or None,
+    )
+    return ImportLogsRequest(filters=filters, sample_size=int(sample) if sample else None)
+
+
+async def _import_logs(request: Request, signed: Signed, form: FormData) -> Response:
+    dataset_id = _id(request, "dataset_id")
+    try:
+        body = _import_body(form)
+    except ValidationError as exc:
+        raise InvalidRequest(str(exc.errors()[0]["msg"])) from exc
+    await container(request).imports.start(signed.principal, dataset_id, body)
+    return redirect(request, f"/datasets/{dataset_id}#jobs")
+
+
+async def _relabel(request: Request, signed: Signed, form: FormData) -> Response:
+    dataset_id = _id(request, "dataset_id")
+    model, split = _form_text(form, "model"), _form_text(form, "split")
+    if not model:
+        raise InvalidRequest("Pick the model that writes the new outputs", param="model")
+    if split not in ("", "TRAIN", "TEST"):
+        raise InvalidRequest('`split` must be "TRAIN" or "TEST"', param="split")
+    body = RelabelRequest(model=model, split="TRAIN" if split == "TRAIN" else "TEST" if split else None)
+    await container(request).relabeling.start(signed.principal, dataset_id, body)
+    return redirect(request, f"/datasets/{dataset_id}#jobs")
 
 
 # ---------------------------------------------------------------------- an entry
@@ -253,3 +324,6 @@ entry_page = page(_entry)
 save_entry = action(_save_entry)
 add_rule = action(_add_rule)
 remove_rule = action(_remove_rule)
+jobs_part = page(_jobs_part)
+import_logs = action(_import_logs)
+relabel = action(_relabel)

@@ -326,17 +326,18 @@ class StatusCount:
     requests: int
 
 
-def _is_error() -> Any:
-    c = logged_calls.c
-    return or_(c.status_code.is_(None), c.status_code >= 400)
+def _is_error(status_code: int | None) -> bool:
+    return status_code is None or status_code >= 400
 
 
-def usage_by_bucket(
+def usage(
     conn: Connection, project_id: str, since_ms: int, until_ms: int, bucket_ms: int
-) -> list[UsageRow]:
-    """Aggregates of ``[since_ms, until_ms)`` grouped by bucket and model, in SQL (the index on
-    ``(project_id, requested_at)`` bounds the scan); judges' calls are left out as on Request
-    Logs. Bucket numbers are integer divisions, the same on SQLite and PostgreSQL."""
+) -> tuple[list[UsageRow], list[StatusCount]]:
+    """The calls of ``[since_ms, until_ms)`` aggregated by bucket and model, and the failed ones
+    by status, in one scan: SQL groups by bucket, model and status (the index on
+    ``(project_id, requested_at)`` bounds it); the few groups are folded here. Judges' calls
+    are left out as on Request Logs. Bucket numbers are integer divisions, the same on SQLite
+    and PostgreSQL."""
     c = logged_calls.c
     conds = _where(project_id, LogFilter(since_ms=since_ms, until_ms=until_ms, judges=False))
     # Integers rendered inline, so that PostgreSQL sees one expression in SELECT and GROUP BY
@@ -348,40 +349,40 @@ def usage_by_bucket(
         select(
             bucket,
             c.model,
+            c.status_code,
             func.count().label("requests"),
             func.coalesce(func.sum(c.input_tokens), 0).label("input_tokens"),
             func.coalesce(func.sum(c.output_tokens), 0).label("output_tokens"),
             func.coalesce(func.sum(c.cost), 0.0).label("cost"),
             func.coalesce(func.sum(case((c.cache_hit.is_(True), 1), else_=0)), 0).label("cache_hits"),
-            func.coalesce(func.sum(case((_is_error(), 1), else_=0)), 0).label("errors"),
         )
         .where(*conds)
-        .group_by(bucket, c.model)
-        .order_by(bucket, c.model)
+        .group_by(bucket, c.model, c.status_code)
     )
-    return [
+    rows: dict[tuple[int, str | None], list[Any]] = {}
+    statuses: dict[int | None, int] = {}
+    for r in conn.execute(query):
+        failed = _is_error(r.status_code)
+        sums = rows.setdefault((int(r.bucket), r.model), [0, 0, 0, 0.0, 0, 0])
+        for i, v in enumerate((r.requests, r.input_tokens, r.output_tokens, r.cost, r.cache_hits)):
+            sums[i] += v
+        if failed:
+            sums[5] += r.requests
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + int(r.requests)
+    by_bucket = [
         UsageRow(
-            bucket=int(r.bucket),
-            model=r.model,
-            requests=int(r.requests),
-            input_tokens=int(r.input_tokens),
-            output_tokens=int(r.output_tokens),
-            cost=float(r.cost),
-            cache_hits=int(r.cache_hits),
-            errors=int(r.errors),
+            bucket=b,
+            model=m,
+            requests=int(v[0]),
+            input_tokens=int(v[1]),
+            output_tokens=int(v[2]),
+            cost=float(v[3]),
+            cache_hits=int(v[4]),
+            errors=int(v[5]),
         )
-        for r in conn.execute(query)
+        for (b, m), v in sorted(rows.items(), key=lambda item: (item[0][0], item[0][1] or ""))
     ]
-
-
-def usage_statuses(conn: Connection, project_id: str, since_ms: int, until_ms: int) -> list[StatusCount]:
-    """How many calls of ``[since_ms, until_ms)`` ended with each error status (judges left out)."""
-    c = logged_calls.c
-    conds = _where(project_id, LogFilter(since_ms=since_ms, until_ms=until_ms, judges=False))
-    query = (
-        select(c.status_code, func.count().label("requests"))
-        .where(*conds, _is_error())
-        .group_by(c.status_code)
-        .order_by(c.status_code)
-    )
-    return [StatusCount(status_code=r.status_code, requests=int(r.requests)) for r in conn.execute(query)]
+    failures = [
+        StatusCount(k, n) for k, n in sorted(statuses.items(), key=lambda i: (i[0] is None, i[0] or 0))
+    ]
+    return by_bucket, failures

@@ -113,7 +113,7 @@ def summarise(
             s.requests,
             percent(s.requests, total.requests),
         )
-        for s in sorted(statuses, key=lambda s: (s.status_code is None, s.status_code or 0))
+        for s in statuses
     ]
     return total, per_model, errors
 

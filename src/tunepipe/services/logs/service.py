@@ -10,7 +10,6 @@ import hashlib
 from collections.abc import Iterator
 
 import orjson
-from sqlalchemy import Connection
 
 from tunepipe.db import log_queries
 from tunepipe.db.database import Database
@@ -190,10 +189,4 @@ class LogService:
         if bucket_ms < 1 or until_ms <= since_ms:
             raise InvalidRequest("A usage window needs a positive bucket and an end after its start")
         await self._writer.flush()
-        pid = principal.project.id
-
-        def read(conn: Connection) -> tuple[list[log_queries.UsageRow], list[log_queries.StatusCount]]:
-            rows = log_queries.usage_by_bucket(conn, pid, since_ms, until_ms, bucket_ms)
-            return rows, log_queries.usage_statuses(conn, pid, since_ms, until_ms)
-
-        return await self._db.run(read)
+        return await self._db.run(log_queries.usage, principal.project.id, since_ms, until_ms, bucket_ms)

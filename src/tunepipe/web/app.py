@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from tunepipe.web import datasets, fine_tunes, logs, sections, sign_in
+from tunepipe.web import criteria, datasets, evaluations, fine_tunes, logs, sections, sign_in
 from tunepipe.web import settings as settings_pages
 from tunepipe.web import usage as usage_pages
 from tunepipe.web.render import STATIC, Pages
@@ -52,6 +52,8 @@ def install(app: FastAPI) -> None:
     add("/fine-tunes/{slug}/cancel", fine_tunes.cancel_fine_tune, post, include_in_schema=False)
     add("/fine-tunes/{slug}/adapter", fine_tunes.adapter_download, get, include_in_schema=False)
     add("/fine-tunes/{slug}/weights", fine_tunes.weights_download, get, include_in_schema=False)
+    for path, endpoint, methods in (*evaluations.ROUTES, *criteria.ROUTES):
+        add(path, endpoint, methods, include_in_schema=False)
     for path in sections.LATER:
         add(path, sections.later_page, get, include_in_schema=False)
     app.mount(STATIC_PATH, StaticFiles(directory=str(STATIC)), name="web-static")

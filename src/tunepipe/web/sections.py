@@ -8,18 +8,7 @@ from starlette.responses import Response
 
 from tunepipe.web.guard import Signed, page, page_context, renderer
 
-LATER: dict[str, tuple[str, str]] = {
-    "/evaluations": (
-        "Evaluations",
-        "Evaluations are created and read through the API (/api/v1/evals) and the CLI "
-        "(`tunepipe evals --help`).",
-    ),
-    "/criteria": (
-        "Criteria",
-        "Criteria, their versions and alignment sets live in the API (/api/v1/criteria) and the "
-        "CLI (`tunepipe criteria --help`).",
-    ),
-}
+LATER: dict[str, tuple[str, str]] = {}
 
 
 async def _later(request: Request, signed: Signed) -> Response:

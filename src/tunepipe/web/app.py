@@ -43,6 +43,7 @@ def install(app: FastAPI) -> None:
         include_in_schema=False,
     )
     add("/datasets/{dataset_id}/jobs", datasets.jobs_part, get, include_in_schema=False)
+    add("/datasets/{dataset_id}/pruning", datasets.pruning_part, get, include_in_schema=False)
     add("/datasets/{dataset_id}/import-logs", datasets.import_logs, post, include_in_schema=False)
     add("/datasets/{dataset_id}/relabel", datasets.relabel, post, include_in_schema=False)
     add("/fine-tunes", fine_tunes.fine_tunes_page, get, include_in_schema=False)

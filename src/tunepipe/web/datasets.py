@@ -127,12 +127,10 @@ async def _jobs(request: Request, signed: Signed, ds: Dataset) -> dict[str, Any]
 async def _dataset_context(request: Request, signed: Signed, ds: Dataset) -> dict[str, Any]:
     tp = container(request)
     counts = await tp.datasets.split_counts(signed.principal, [ds.id])
-    report = await tp.pruning.report(signed.principal.project.id, ds.id)
     models = [] if signed.principal.read_only else await tp.catalog.models(signed.principal)
     return {
         "ds": ds,
         "counts": counts[ds.id],
-        "pruning": report_view(report, tp.pruning.count_tokens),
         "models": [str(catalog_view(m)["id"]) for m in models],
         **await _jobs(request, signed, ds),
         **await _entries(request, signed, ds),
@@ -300,6 +298,20 @@ async def _save_entry(request: Request, signed: Signed, form: FormData) -> Respo
 # ---------------------------------------------------------------------- pruning rules
 
 
+async def _pruning_part(request: Request, signed: Signed) -> Response:
+    """The rules and the tokens they save, loaded after the page: the report reads every entry's
+    input, so it is only made when there are rules, and never holds up the entries."""
+    tp = container(request)
+    ds = await tp.datasets.get(signed.principal, _id(request, "dataset_id"))
+    project_id = signed.principal.project.id
+    if await tp.pruning.rules(project_id, ds.id):
+        pruning = report_view(await tp.pruning.report(project_id, ds.id), tp.pruning.count_tokens)
+    else:
+        pruning = {"entries": ds.entry_count, "entriesChanged": 0, "tokensSaved": 0, "data": []}
+    context = page_context(request, signed, ds=ds, pruning=pruning)
+    return renderer(request).render(request, "_dataset_pruning.html", context)
+
+
 async def _add_rule(request: Request, signed: Signed, form: FormData) -> Response:
     dataset_id = _id(request, "dataset_id")
     text = str(form.get("text") or "")
@@ -325,5 +337,6 @@ save_entry = action(_save_entry)
 add_rule = action(_add_rule)
 remove_rule = action(_remove_rule)
 jobs_part = page(_jobs_part)
+pruning_part = page(_pruning_part)
 import_logs = action(_import_logs)
 relabel = action(_relabel)

@@ -145,6 +145,9 @@ class FineTuneService:
             log = self._home / "jobs" / f"{job.id}-{job.attempts}" / LOG_FILE if job is not None else None
             if log is not None and log.is_file():
                 return log, None
+            kept = files.adapter_dir(self._home, ft.id) / LOG_FILE  # unpacked here to serve it
+            if kept.is_file():
+                return kept, None
             return None, repo.load_artifact(conn, ft.id, files.ADAPTER)
 
         log, archive = await self._db.run(load)

@@ -11,6 +11,8 @@ through the sign-in form and times ``--requests`` sequential requests of each pa
 * the first page (50 rows), and the 20th page reached by cursor (keyset, never OFFSET);
 * pages filtered by model, by a metadata label, by status, and by text in the bodies (a common
   text: the page fills from the first bodies read);
+* the Usage page (aggregates by time bucket and model in SQL) over the last 24 hours, 7 days and
+  30 days (the calls end now, so the 30-day window holds all of them);
 * the baseline, measured in the same run: the API's ``GET /api/v1/logs`` first page (JSON, same
   query), so the ratio is what rendering HTML adds.
 
@@ -43,8 +45,8 @@ MODELS = (
     "openpipe:support-v2",
     "gpt-4.1",
 )
-T0 = 1_780_000_000_000
 SPAN_MS = 30 * 24 * 3600 * 1000
+T0 = int(time.time() * 1000) - SPAN_MS  # the calls end now: the Usage page's windows hold them
 BATCH = 5_000
 
 
@@ -179,6 +181,9 @@ def measure(root: str, key: str, n: int) -> dict[str, tuple[float, float]]:
         out["UI metadata filter"] = timings(c, "/logs?meta_key=prompt_id&meta_value=p7", n)
         out["UI status=500"] = timings(c, "/logs?status=500", n)
         out["UI text search"] = timings(c, "/logs?contains=ships+tomorrow", n)
+        out["UI usage, 24 h hourly"] = timings(c, "/usage?range=24h", n)
+        out["UI usage, 7 d daily"] = timings(c, "/usage?range=7d", n)
+        out["UI usage, 30 d daily"] = timings(c, "/usage?range=30d", n)
         out["API first page (baseline)"] = timings(
             c, "/api/v1/logs", n, headers={"Authorization": f"Bearer {key}"}
         )

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
 MODELS = ("teacher-extract", "gpt-4o-mini")
 JUDGE = "anthropic:judge-json"
+SLOW_JUDGE = "anthropic:slow-1000-judge-json"
 
 
 @pytest.fixture
@@ -118,8 +119,11 @@ def test_evaluations_head_to_head_made_in_the_form_completes_with_the_apis_resul
     page.get_by_label("Dataset", exact=True).select_option(label=ds_name)
     page.get_by_label("Type", exact=True).select_option("head_to_head")
     page.get_by_label("Models (one a line)").fill("\n".join(MODELS))
-    page.get_by_label("Judge model").fill(JUDGE)
+    # A judge that takes a second a verdict, so the page shows the eval running first.
+    page.get_by_label("Judge model").fill(SLOW_JUDGE)
     assert page.get_by_label("Grader source", exact=False).is_hidden()  # the code type's field
+    polled: list[str] = []
+    page.on("request", lambda r: polled.append(r.url) if r.url.endswith("/live") else None)
     page.get_by_role("button", name="Start evaluation").click()
     page.wait_for_url(re.compile(r".*/evaluations/[0-9a-f-]{36}$"))
     eval_id = page.url.rsplit("/", 1)[1]
@@ -127,6 +131,7 @@ def test_evaluations_head_to_head_made_in_the_form_completes_with_the_apis_resul
     # htmx polls the results until the job is done; no reload.
     expect(page.locator("[data-status]")).to_have_text("COMPLETE", timeout=30_000)
     expect(page.locator("table.overall")).to_be_visible()
+    assert polled and page.url.endswith(eval_id)  # the results came by polling, on the same page
 
     with gateway.http(key) as h:
         api = h.get(f"/evals/{eval_id}").json()
@@ -157,6 +162,14 @@ def test_evaluations_head_to_head_made_in_the_form_completes_with_the_apis_resul
     assert grid[0] == ["teacher-extract", "—", "1.00"]
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "evaluation-1280.png"), full_page=True)
+    # At phone width the page still fits: wide tables scroll inside their own box.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(page.locator(".eval-chart canvas")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "evaluation-390.png"), full_page=False)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # The list shows it, complete.
     page.goto(f"{gateway.root}/evaluations")

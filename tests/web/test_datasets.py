@@ -105,6 +105,16 @@ def test_datasets_create_upload_errors_then_entries_with_full_progress(
     assert entry_rows(page) == []
 
     good = tmp_path / "good.jsonl"
+    good.write_text(line("refused", "refused") + "\n")
+    # A wrong CSRF token: refused (403), said so in the page, nothing added.
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    page.evaluate("document.querySelector('meta[name=csrf-token]').setAttribute('content', 'forged')")
+    page.get_by_label("JSONL file").set_input_files(str(good))
+    page.get_by_role("button", name="Upload").click()
+    page.locator("#upload-result").get_by_role("alert").filter(has_text="HTTP 403").wait_for()
+    assert entry_rows(page) == []
+    page.evaluate(f"document.querySelector('meta[name=csrf-token]').setAttribute('content', '{token}')")
+
     good.write_text(
         "\n".join(
             [
@@ -127,7 +137,7 @@ def test_datasets_create_upload_errors_then_entries_with_full_progress(
     # Stored text is text: the <img onerror> shows literally and never runs.
     assert any(XSS_IMG in r for r in listed)
     assert page.evaluate("window.__pwned") is None
-    assert page.errors == []
+    assert [e for e in page.errors if "403" not in e] == []  # only the forged upload
 
     page.goto(f"{gateway.root}/datasets")
     (row,) = [r for r in page.locator("table.datasets tbody tr").all_inner_texts() if r.startswith(name)]

@@ -158,7 +158,9 @@ def test_fine_tune_create_form_refuses_then_starts_and_live_status_reaches_error
         sign_in(page, gateway, proj.key)
         page.get_by_role("navigation", name="Sections").get_by_role("link", name="Fine-tunes").click()
         assert page.get_by_role("heading", level=1).inner_text() == "Fine-tunes"
-        page.get_by_label("Dataset").select_option(label=ds["name"])
+        page.goto(f"{gateway.root}/datasets/{ds['id']}")
+        page.get_by_role("link", name="Train a model on this dataset").click()
+        assert page.get_by_label("Dataset").input_value() == ds["id"]  # chosen already
         page.get_by_label("Base model").select_option(base)
         page.get_by_label("Epochs (optional)").fill("3")
         page.get_by_label("Slug").fill("moa-taken")  # a slug the service refuses

@@ -20,4 +20,14 @@
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.target.id === "upload-form" && event.detail.successful) { show(100); }
   });
+  // A refused request (an expired form, a read-only key) is not swapped in by htmx: say so.
+  document.addEventListener("htmx:responseError", function (event) {
+    var result = document.getElementById("upload-result");
+    if (event.target.id !== "upload-form" || !result) { return; }
+    var p = document.createElement("p");
+    p.className = "error";
+    p.setAttribute("role", "alert");
+    p.textContent = "The upload was refused (HTTP " + event.detail.xhr.status + "). Reload the page and try again.";
+    result.replaceChildren(p);
+  });
 })();

@@ -63,12 +63,12 @@ def test_settings_key_created_is_shown_once_works_and_revoked_is_401(
     page.get_by_role("button", name="Create key").click()
     made = page.get_by_label("Your new API key").input_value()
     assert made.startswith("opk_") and api_status(gateway, made) == 200
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / "settings-1280.png"), full_page=True)
 
     page.goto(f"{gateway.root}/settings")
     assert made not in page.content()  # shown once
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / "settings-1280.png"), full_page=True)
     row = page.locator("table.keys tbody tr", has_text=name)
     assert row.count() == 1 and "read/write" in row.inner_text()
     # Rate limits: set, shown, then removed again.
@@ -85,6 +85,8 @@ def test_settings_key_created_is_shown_once_works_and_revoked_is_401(
     assert "revoked" in page.locator(".notice").inner_text()
     assert api_status(gateway, made) == 401
     assert page.locator("table.keys tbody tr", has_text=name).count() == 0
+    page.set_viewport_size({"width": 390, "height": 800})  # phone width: tables scroll, the page does not
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
     assert page.errors == []
 
 

@@ -1,6 +1,7 @@
 """The Evaluations pages in Chromium: a head-to-head eval created through the form and followed
 to the end (Overall Performance as the API reports it, the win-rate chart drawn, the
-model-vs-model matrix), its rows (every output and the judge's explanations), escaping of
+model-vs-model matrix), its rows (every output and the judge's explanations), a refused form, a
+code eval graded by the source typed in the code editor, escaping of
 stored text, read-only keys, and tenancy."""
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def test_evaluations_head_to_head_made_in_the_form_completes_with_the_apis_resul
     assert page.errors == []
 
 
-def test_evaluations_form_error_shows_the_form_again_with_the_reason(
+def test_evaluations_form_refusal_shows_the_reason_then_a_code_eval_runs_the_editors_grader(
     gateway: Gateway, project: tuple[str, str, str], page: Any
 ) -> None:
     _, key, _ = project
@@ -226,7 +227,27 @@ def test_evaluations_form_error_shows_the_form_again_with_the_reason(
     editor.press("Home")
     editor.press("Tab")
     assert editor.input_value() == "def grader(*a):\n    return 1.0"
-    assert editor.evaluate("e => getComputedStyle(e).fontFamily").lower().find("mono") >= 0
+    assert "mono" in editor.evaluate("e => getComputedStyle(e).fontFamily").lower()
+    # A code eval with that editor's grader: a JSON output scores 1, anything else 0.
+    editor.fill(
+        "import json\ndef grader(messages, tools, tool_choice, generated_output, dataset_output):\n"
+        "\ttry:\n\t\treturn 1.0 if isinstance(json.loads(generated_output['content']), dict) else 0.0\n"
+        "\texcept ValueError:\n\t\treturn 0.0\n"
+    )
+    page.get_by_label("Name", exact=True).fill("json graded")
+    page.get_by_label("Models (one a line)").fill("\n".join(MODELS))
+    page.get_by_role("button", name="Start evaluation").click()
+    page.wait_for_url(re.compile(r".*/evaluations/[0-9a-f-]{36}$"))
+    expect(page.locator("[data-status]")).to_have_text("COMPLETE", timeout=30_000)
+    headers = [t.strip() for t in page.locator("table.overall thead th").all_inner_texts()]
+    assert headers == ["Model", "Score", "Judged", "Errors", "Cost"]
+    assert [r[:4] for r in table(page, "table.overall")] == [
+        ["teacher-extract", "1.00", "4", "0"],
+        ["gpt-4o-mini", "0.00", "4", "0"],
+    ]
+    assert page.locator("table.matrix").count() == 0
+    expect(page.locator(".eval-chart canvas")).to_have_count(1)
+    assert "grader(messages" in page.locator("details pre.code").text_content()
     with gateway.http(key) as h:
         assert all(e["name"] != "one model only" for e in h.get("/evals").json()["data"])
     assert [e for e in page.errors if "status of 400" not in e] == []  # the refused form only

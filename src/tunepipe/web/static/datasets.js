@@ -16,6 +16,11 @@
   document.addEventListener("htmx:xhr:progress", function (event) {
     if (event.target.id !== "upload-form" || !event.detail.lengthComputable || !event.detail.total) { return; }
     show(Math.round((100 * event.detail.loaded) / event.detail.total));
+    if (event.detail.loaded >= event.detail.total) {
+      // Sent: the server now checks every line, then adds them all (or none).
+      var text = document.getElementById("upload-percent");
+      if (text) { text.textContent = "100 % sent, checking the lines…"; }
+    }
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.target.id === "upload-form" && event.detail.successful) { show(100); }

@@ -147,6 +147,21 @@ def test_criteria_create_then_edit_makes_a_second_version(
     page.get_by_role("link", name=f"{name}@v1").click()
     assert page.get_by_role("heading", level=1).inner_text() == f"{name}@v1"
     assert "please or thank you" in page.locator("pre.instructions").inner_text()
+    # A row added by hand to the (empty) alignment set, labelled as it is added.
+    page.goto(f"{gateway.root}/criteria/{name}/alignment")
+    assert "no rows yet" in page.locator("main").inner_text()
+    page.get_by_text("Add a row").click()
+    page.get_by_label("Input (the user's message)").fill("Can you help?")
+    page.get_by_label("Output (the assistant's answer)").fill("Sure, thank you for asking.")
+    page.get_by_label("Label", exact=True).select_option("PASS")
+    page.get_by_role("button", name="Add row").click()
+    page.wait_for_url(f"{gateway.root}/criteria/{name}/alignment")
+    assert "Sure, thank you for asking." in page.locator("table.alignment-rows").inner_text()
+    with gateway.http(key) as h:
+        added = h.get(f"/criteria/{name}/alignment").json()["data"]
+    assert [(r["messages"][0]["content"], r["output"]["content"], r["judgement"]) for r in added] == [
+        ("Can you help?", "Sure, thank you for asking.", "PASS")
+    ]
     page.goto(f"{gateway.root}/criteria")
     listed = page.locator("table.criteria tbody tr", has_text=name).inner_text()
     assert "v2" in listed and "judge-contains-thank" in listed

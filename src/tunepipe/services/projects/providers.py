@@ -33,6 +33,15 @@ SCOPE = "providers"
 T = TypeVar("T")
 
 
+def _sendable(**values: str | None) -> None:
+    """Credentials travel in request headers (``Authorization``, ``api-version``) and the URL: a
+    control or non-ASCII character there would fail every call made with them, so it is refused
+    when they are stored."""
+    for param, value in values.items():
+        if value and not (value.isascii() and value.isprintable()):
+            raise InvalidRequest(f"{param} must be printable ASCII (no control characters)", param=param)
+
+
 class ProviderService:
     def __init__(
         self, db: Database, box: SecretBox, upstreams: Upstreams, feed: ChangeFeed | None = None
@@ -55,6 +64,7 @@ class ProviderService:
             )
         if not api_key and not base_url:
             raise InvalidRequest("Give an API key, a base URL, or both", param="apiKey")
+        _sendable(apiKey=api_key, baseUrl=base_url)
         if base_url:
             await self._upstreams.check(base_url)
         await self._write(
@@ -96,6 +106,7 @@ class ProviderService:
             raise InvalidRequest(f"kind must be one of {', '.join(EXTERNAL_KINDS)}", param="kind")
         if not base_url.startswith(("http://", "https://")):
             raise InvalidRequest("baseUrl must be an http(s) URL", param="baseUrl")
+        _sendable(baseUrl=base_url, apiKey=api_key, apiVersion=api_version)
         await self._upstreams.check(base_url)
         return await self._write(
             project_id,

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from tunepipe.api.deps import AdminDep, KeyHolder, State
 from tunepipe.api.json import json_response
 from tunepipe.api.openapi import answers
+from tunepipe.api.routes import paths  # noqa: F401  (registers `{name:anypath}`)
 from tunepipe.domain.projects import Admin
 from tunepipe.protocol.answers_admin import BaseModelAnswer, BaseModelList, IdDeleted
 from tunepipe.protocol.providers import AddBaseModel, base_model_view
@@ -34,7 +35,7 @@ async def add_base_model(body: AddBaseModel, state: State, caller: AdminDep) -> 
     return json_response(base_model_view(model, admin=True), status_code=201)
 
 
-@router.delete("/base-models/{name:path}", responses=answers(IdDeleted))
+@router.delete("/base-models/{name:anypath}", responses=answers(IdDeleted))
 async def remove_base_model(name: Id, state: State, caller: AdminDep) -> Response:
     await state.base_models.remove(name)
     return json_response({"id": f"local:{name}", "deleted": True})

@@ -3,10 +3,11 @@ get and delete one; tunepipe's additions (cancel, test-set outputs, adapter and 
 downloads); and the deprecated ``/unstable/finetune/*`` routes.
 
 ``GET /models/{id}`` takes every listed id, also those with ``/`` in them
-(``openpipe:<provider>/<model>``, ``local:<org>/<name>``), so its path parameter is a ``path`` and
-the route comes after the fine-tune sub-resources (``…/adapter``, ``…/weights``,
-``…/test-outputs``). A listed model whose id happens to end in one of those names is still found:
-a sub-resource route that finds no fine-tune looks the whole path up in the catalog.
+(``openpipe:<provider>/<model>``, ``local:<org>/<name>``), so its path parameter is an
+``anypath`` (:mod:`tunepipe.api.routes.paths`) and the route comes after the fine-tune
+sub-resources (``…/adapter``, ``…/weights``, ``…/test-outputs``). A listed model whose id
+happens to end in one of those names is still found: a sub-resource route that finds no
+fine-tune looks the whole path up in the catalog.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import FileResponse, Response
 from tunepipe.api.deps import Caller, State, Writer
 from tunepipe.api.json import json_response
 from tunepipe.api.openapi import answers, download
+from tunepipe.api.routes import paths  # noqa: F401  (registers `{name:anypath}`)
 from tunepipe.domain.fine_tunes import FineTune
 from tunepipe.domain.projects import Principal
 from tunepipe.errors import NotFound
@@ -127,8 +129,8 @@ async def download_weights(
     )
 
 
-# After every `/models/{slug}/…` GET route: a `path` parameter would take their paths too.
-@router.get("/models/{model_id:path}", responses=answers(ModelAnswer))
+# After every `/models/{slug}/…` GET route: an `anypath` parameter would take their paths too.
+@router.get("/models/{model_id:anypath}", responses=answers(ModelAnswer))
 async def get_model(model_id: Id, state: State, caller: Caller) -> Response:
     return json_response(catalog_view(await state.catalog.find(caller, model_id)))
 

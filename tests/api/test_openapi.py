@@ -113,7 +113,10 @@ def test_openapi_documents_chat_completions(gateway: Gateway, document: dict[str
         assert {"model", "messages"} <= set(body["required"]) and "tools" in body["properties"]
         ok = op["responses"]["200"]["content"]
         assert ok["application/json"]["schema"]["$ref"].endswith("/ChatCompletion")
-        assert ok["text/event-stream"]["schema"]["$ref"].endswith("/ChatCompletionChunk")
+        data = ok["text/event-stream"]["schema"]["properties"]["data"]["anyOf"]
+        assert data[0] == {"const": "[DONE]"} and data[1]["contentSchema"]["$ref"].endswith(
+            "/ChatCompletionChunk"
+        )
         assert {"400", "401", "404", "429"} <= set(op["responses"])
     chunk = component(document, "#/components/schemas/ChatCompletionChunk")
     assert chunk["properties"]["object"]["const"] == "chat.completion.chunk"

@@ -211,18 +211,42 @@ def _add_schemas(doc: dict[str, Any], models: Sequence[tuple[type[BaseModel], An
             raise RuntimeError(f"two different schemas are named {name!r} in the API document")
 
 
+def _event(data: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event as a reader parses it (OpenAPI 3.2's reading of `text/event-stream`,
+    which schemathesis applies): an object with its `data` (and `event`, `id`) as strings."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"event": {"type": "string"}, "id": {"type": "string"}, "data": data},
+    }
+
+
+def _json_or_done(model: type[BaseModel]) -> dict[str, Any]:
+    """A `data:` that is ``model`` as JSON, or the closing `[DONE]`."""
+    return {
+        "type": "string",
+        "anyOf": [
+            {"const": "[DONE]"},
+            {
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": REF.format(model=model.__name__)},
+            },
+        ],
+    }
+
+
 def _render(op: Operation, operation_id: str) -> dict[str, Any]:
     answer = {"$ref": REF.format(model=op.response.__name__)} if op.response else {"type": "object"}
     content: dict[str, Any] = {"application/json": {"schema": answer}}
     description = "The answer"
     if isinstance(op.stream, type):
-        content["text/event-stream"] = {"schema": {"$ref": REF.format(model=op.stream.__name__)}}
+        content["text/event-stream"] = {"schema": _event(_json_or_done(op.stream))}
         description = (
             "The answer; with `stream: true`, server-sent events, each `data:` one "
             f"{op.stream.__name__}, the last `data: [DONE]`"
         )
     elif op.stream:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        content["text/event-stream"] = {"schema": _event({"type": "string"})}
         description = "The answer; with `stream: true`, server-sent events"
     body = {"$ref": REF.format(model=op.request.__name__)}
     return {

@@ -57,3 +57,25 @@ def test_csrf_ok_needs_the_sessions_token() -> None:
     assert not sessions.csrf_ok(made, "")
     assert not sessions.csrf_ok(made, made.csrf[:-1])
     assert not sessions.csrf_ok(sessions.issue("opk_k"), made.csrf)
+
+
+def test_session_holds_several_keys_newest_last_and_at_most_max_keys() -> None:
+    b = box()
+    first = sessions.issue("opk_a")
+    assert first.held == ("opk_a",)
+    both = sessions.issue("opk_b", first.held)
+    assert both.api_key == "opk_b" and both.held == ("opk_a", "opk_b")
+    back = sessions.issue("opk_a", both.held)  # switching: the chosen key becomes the active one
+    assert back.held == ("opk_b", "opk_a")
+    assert sessions.unseal(b, sessions.seal(b, back)) == back
+    many = first
+    for i in range(sessions.MAX_KEYS + 3):
+        many = sessions.issue(f"opk_{i}", many.held)
+    assert len(many.held) == sessions.MAX_KEYS and many.held[-1] == many.api_key
+    # A cookie whose active key is not among its keys, or whose keys are not strings, is refused.
+    forged = {"p": "tunepipe-web-session", "k": "opk_x", "c": "t", "t": time.time()}
+    assert sessions.unseal(b, b.seal(json.dumps({**forged, "ks": ["opk_y"]}))) is None
+    assert sessions.unseal(b, b.seal(json.dumps({**forged, "ks": [1, "opk_x"]}))) is None
+    # A cookie sealed before sessions held several keys still opens, holding its one key.
+    old = sessions.unseal(b, b.seal(json.dumps(forged)))
+    assert old is not None and old.held == ("opk_x",)

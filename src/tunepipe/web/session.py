@@ -86,9 +86,11 @@ def unseal(box: SecretBox, cookie: str | None, *, now: float | None = None) -> S
     if age < 0 or age > MAX_AGE_S:
         return None
     held = data.get("ks", [key])
-    if not isinstance(held, list) or not all(isinstance(k, str) for k in held) or key not in held:
+    if not isinstance(held, list) or len(held) > MAX_KEYS or not all(isinstance(k, str) for k in held):
         return None
-    return Session(api_key=key, csrf=csrf, issued_at=float(issued), keys=tuple(held[-MAX_KEYS:]))
+    if key not in held:
+        return None
+    return Session(api_key=key, csrf=csrf, issued_at=float(issued), keys=tuple(held))
 
 
 def csrf_ok(session: Session, given: str | None) -> bool:

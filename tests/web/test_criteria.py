@@ -187,7 +187,9 @@ def test_criteria_alignment_judge_run_and_labels_change_the_agreement_as_the_api
     page.get_by_role("button", name="Run the judge over the set").click()
     page.wait_for_url(re.compile(rf".*/criteria/{name}/alignment\?job=.+"))
     expect(page.locator("[data-job-status]")).to_have_text("DONE", timeout=30_000)
-    page.get_by_role("link", name="Show the agreement").click()
+    # Once the job is done, the agreement comes in by itself (no reload).
+    expect(page.locator('[data-stat="compared"]')).to_have_text("4")
+    assert re.search(r"\?job=", page.url)
     api = api_stats(gateway, key, name)
     assert api["compared"] == 4 and api["accuracy"] == 0.75
     assert shown_stats(page) == as_shown(api)

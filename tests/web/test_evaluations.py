@@ -304,3 +304,39 @@ def test_evaluations_of_another_project_are_not_found(
         assert "api-made" not in page.locator("main").inner_text()
     page.goto(f"{gateway.root}/evaluations")
     assert page.get_by_role("link", name="api-made").count() == 0
+
+
+def test_evaluations_criteria_eval_scores_by_the_criterion_picked_in_the_form(
+    gateway: Gateway, project: tuple[str, str, str], page: Any
+) -> None:
+    _, key, _ = project
+    ds, ds_name = people_dataset(gateway, key)
+    criterion = f"json-{uuid.uuid4().hex[:6]}"
+    with gateway.http(key) as h:
+        r = h.post(
+            "/criteria", json={"name": criterion, "instructions": "JSON objects pass.", "judge_model": JUDGE}
+        )
+        assert r.status_code == 201, r.text
+    sign_in(page, gateway, key)
+    page.goto(f"{gateway.root}/evaluations/new")
+    page.get_by_label("Name", exact=True).fill("by criterion")
+    page.get_by_label("Dataset", exact=True).select_option(label=ds_name)
+    page.get_by_label("Type", exact=True).select_option("criteria")
+    assert page.get_by_label("Judge model").is_hidden()  # head-to-head's field
+    page.get_by_label(f"{criterion}@v1").check()
+    page.get_by_label("Models (one a line)").fill("\n".join(MODELS))
+    page.get_by_role("button", name="Start evaluation").click()
+    page.wait_for_url(re.compile(r".*/evaluations/[0-9a-f-]{36}$"))
+    eval_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("[data-status]")).to_have_text("COMPLETE", timeout=30_000)
+    with gateway.http(key) as h:
+        api = h.get(f"/evals/{eval_id}").json()
+    assert api["criteria"] == [f"{criterion}@v1"] and api["dataset_id"] == ds
+    expected = [
+        [m["model"], f"{m['score']:.2f}", str(m["judged"]), str(m["errors"])]
+        for m in api["results"]["models"]
+    ]
+    assert [r[:4] for r in table(page, "table.overall")] == expected
+    assert expected[0][:2] == ["teacher-extract", "1.00"]
+    assert f"{criterion}@v1" in page.locator("dl.facts").inner_text()
+    assert page.errors == []

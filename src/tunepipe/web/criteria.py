@@ -174,6 +174,7 @@ async def _alignment(request: Request, signed: Signed) -> Response:
         request,
         signed,
         name=name,
+        polled=False,
         **await _alignment_context(request, signed, name),
         **await _job_context(request, signed, name),
     )
@@ -189,7 +190,10 @@ async def _alignment_part(request: Request, signed: Signed) -> Response:
 
 async def _job_part(request: Request, signed: Signed) -> Response:
     name = _param(request, "name")
-    context = page_context(request, signed, name=name, **await _job_context(request, signed, name))
+    # Polled: once the job is done, the rows and the agreement are fetched again too.
+    context = page_context(
+        request, signed, name=name, polled=True, **await _job_context(request, signed, name)
+    )
     return renderer(request).render(request, "criterion_job.html", context)
 
 

@@ -205,6 +205,8 @@ def test_criteria_alignment_judge_run_and_labels_change_the_agreement_as_the_api
         disagreeing.get_by_role("button", name=re.compile("^FAIL")).click()
     assert answer.value.status == 200
     expect(page.locator(f'[data-label-of="{row_id}"]')).to_have_text("FAIL")
+    # The button pressed keeps the focus across the swap, for keyboard users.
+    assert page.evaluate("document.activeElement.id") == f"label-{row_id}-FAIL"
     api = api_stats(gateway, key, name)
     assert api["accuracy"] == 1.0 and api["kappa"] == 1.0
     assert shown_stats(page) == as_shown(api)

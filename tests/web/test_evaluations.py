@@ -1,8 +1,8 @@
 """The Evaluations pages in Chromium: a head-to-head eval created through the form and followed
-to the end (Overall Performance as the API reports it, the win-rate chart drawn, the
+to the end by polling (Overall Performance as the API reports it, the win-rate chart drawn, the
 model-vs-model matrix), its rows (every output and the judge's explanations), a refused form, a
-code eval graded by the source typed in the code editor, escaping of
-stored text, read-only keys, and tenancy."""
+code eval graded by the source typed in the code editor, a criteria eval, escaping of stored
+text, read-only keys, and tenancy."""
 
 from __future__ import annotations
 

@@ -79,10 +79,19 @@ def test_settings_key_created_is_shown_once_works_and_revoked_is_401(
         listed = {k["name"]: k for k in h.get("/keys").json()["data"]}
     assert listed[name]["limits"]["rpm"] == 120
 
-    page.locator("table.keys tbody tr", has_text=name).get_by_role(
-        "button", name=re.compile("Revoke")
-    ).click()
+    # Signed in with the new key too (it becomes the active one), then revoked from the page: the
+    # browser carries on with the key it held before.
+    page.get_by_role("link", name="Add project").click()
+    page.get_by_label("API key", exact=True).fill(made)
+    page.get_by_role("button", name="Add project").click()
+    page.wait_for_url(re.compile(r".*/logs$"))
+    page.goto(f"{gateway.root}/settings")
+    row = page.locator("table.keys tbody tr", has_text=name)
+    assert "this key" in row.inner_text()
+    row.get_by_role("button", name=re.compile("Revoke")).click()
     assert "revoked" in page.locator(".notice").inner_text()
+    own = page.locator("table.keys tbody tr", has_text="this key")
+    assert own.count() == 1 and name not in own.inner_text()
     assert api_status(gateway, made) == 401
     assert page.locator("table.keys tbody tr", has_text=name).count() == 0
     page.set_viewport_size({"width": 390, "height": 800})  # phone width: tables scroll, the page does not

@@ -55,6 +55,7 @@ class Signed:
     principal: Principal
     session: sessions.Session
     others: tuple[Held, ...] = ()
+    renewed: bool = False  # the active key stopped working and another held key took over
 
 
 def key_ref(key: str) -> str:
@@ -81,13 +82,28 @@ async def signed_in(request: Request) -> Signed | None:
     session = sessions.unseal(tp.box, request.cookies.get(sessions.COOKIE))
     if session is None:
         return None
-    try:
-        holder = await tp.auth.holder(f"Bearer {session.api_key}")
-    except AuthenticationFailed:
+    renewed = False
+    for _ in range(len(session.held)):
+        try:
+            holder = await tp.auth.holder(f"Bearer {session.api_key}")
+            break
+        except AuthenticationFailed:
+            # The active key was revoked: the newest other key this browser holds takes over
+            # (same CSRF token and expiry), else the browser is signed out.
+            rest = tuple(k for k in session.held if k != session.api_key)
+            if not rest:
+                return None
+            session = dataclasses.replace(session, api_key=rest[-1], keys=rest)
+            renewed = True
+    else:
         return None
     if isinstance(holder, Admin):
         return None
-    return Signed(holder, session, await _others(tp, session))
+    return Signed(holder, session, await _others(tp, session), renewed)
+
+
+def _renew(request: Request, signed: Signed, response: Response) -> Response:
+    return set_session(request, response, signed.session) if signed.renewed else response
 
 
 async def _others(tp: Container, session: sessions.Session) -> tuple[Held, ...]:
@@ -172,7 +188,7 @@ def page(handler: Handler) -> Endpoint:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return redirect(request, "/sign-in?" + urlencode({"next": target}))
         try:
-            return await handler(request, signed)
+            return _renew(request, signed, await handler(request, signed))
         except TunepipeError as exc:
             return error_page(request, signed, exc.status_code, exc.message)
 
@@ -195,7 +211,7 @@ def action(
         if signed.principal.read_only:
             return error_page(request, signed, 403, "This key is read-only: it can look, not change.")
         try:
-            return await handler(request, signed, form)
+            return _renew(request, signed, await handler(request, signed, form))
         except TunepipeError as exc:
             return error_page(request, signed, exc.status_code, exc.message)
 

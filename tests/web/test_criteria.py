@@ -179,7 +179,7 @@ def test_criteria_alignment_judge_run_and_labels_change_the_agreement_as_the_api
     name = aligned
     sign_in(page, gateway, key)
     page.goto(f"{gateway.root}/criteria/{name}")
-    page.get_by_role("link", name="Alignment").click()
+    page.get_by_role("link", name="Alignment", exact=True).click()
     page.wait_for_url(f"{gateway.root}/criteria/{name}/alignment")
     assert page.locator("table.alignment-rows tbody tr").count() == 5
     assert shown_stats(page)["compared"] == "0"  # nothing judged yet
@@ -246,6 +246,15 @@ def test_criteria_read_only_key_sees_no_controls_and_its_posts_are_refused(
     assert page.get_by_role("link", name="New criterion").count() == 0
     page.goto(f"{gateway.root}/criteria/{aligned}")
     assert page.get_by_role("link", name="Edit (new version)").count() == 0
+    with gateway.http(ro) as h:
+        (compared,) = h.get(f"/criteria/{aligned}/alignment/compare").json()["data"]
+    cells = page.locator("table.versions tbody tr").first.locator("td").all_inner_texts()
+    assert cells[0] == f"{aligned}@v1"
+    assert cells[3:6] == [
+        as_shown(compared)["accuracy"],
+        as_shown(compared)["kappa"],
+        str(compared["compared"]),
+    ]
     page.goto(f"{gateway.root}/criteria/{aligned}/alignment")
     assert page.locator("table.alignment-rows tbody tr").count() == 5
     assert page.locator("main form").count() == 0 and page.locator("main button").count() == 0

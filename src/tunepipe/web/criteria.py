@@ -94,7 +94,17 @@ async def _detail(request: Request, signed: Signed) -> Response:
     versions = await tp.criteria.versions(signed.principal, name)
     wanted = request.query_params.get("version", "")
     shown = next((v for v in versions if str(v.version) == wanted), versions[-1])
-    context = page_context(request, signed, criterion=shown, versions=versions, latest=versions[-1])
+    # Each version's agreement with the humans on the alignment set, side by side.
+    agreement = {c.version: stats for c, stats, _ in await tp.alignment.compare(signed.principal, name)}
+    context = page_context(
+        request,
+        signed,
+        criterion=shown,
+        versions=versions,
+        latest=versions[-1],
+        agreement=agreement,
+        ratio=_ratio,
+    )
     return renderer(request).render(request, "criterion.html", context)
 
 

@@ -197,6 +197,14 @@ def test_openapi_every_operation_declares_its_answer(document: dict[str, Any]) -
             missing.append(f"{method.upper()} {path}")
     assert not missing, missing
     assert len(list(operations(document))) > 200
+    downloads = {
+        "/v1/models/{slug}/adapter": "application/gzip",
+        "/v1/models/{slug}/weights": "application/gzip",
+        "/v1/datasets/{dataset_id}/export": "application/x-ndjson",
+        "/v1/logs/export": "application/x-ndjson",
+    }
+    for path, media_type in downloads.items():
+        assert list(document["paths"][path]["get"]["responses"]["200"]["content"]) == [media_type]
 
 
 def test_openapi_both_prefixes_have_the_same_operations(document: dict[str, Any]) -> None:

@@ -2,12 +2,16 @@
 and every answer is what the document declares (status, content type, body schema).
 
 The server is one of this module's own (SQLite), never the session's shared one: a fuzzer that
-deletes, cancels and renames must not change what other tests see. It is seeded with a dataset,
-an entry, a pruning rule and a criterion with an alignment row, and each operation with path
-parameters is run twice: with generated ids (mostly 404s, whose envelope is checked too) and with
-the seeded ones, so the 2xx shapes of "get one", "update one" and "delete one" are checked
-against real objects. Deletions run last. The key is the default project's read/write key; admin
-operations (``/projects``, ``POST /base-models``) answer it with 401/403, which is checked as such.
+deletes, cancels and renames must not change what other tests see. It is seeded with a dataset
+(two entries, a pruning rule), a criterion with an alignment row, an eval, a mixture-of-agents
+configuration, an external provider with a model, a fallback chain and a logged call, and each
+operation with path parameters is run with generated ids (mostly 404s, whose envelope is checked
+too) and with the seeded ones, so the 2xx shapes of "get one", "update one" and "delete one" are
+checked against real objects. Deletions run last, the innermost first. Every operation also gets
+inputs the document refuses (schemathesis' negative mode): their 400s are checked too. The key is
+the default project's read/write key; admin operations (``/projects``, ``POST /base-models``)
+answer it with 401/403, which is checked as such. The inputs are the same on every run
+(``derandomize``); raise ``EXAMPLES`` and turn that off locally to explore further.
 
 Only the ``/v1`` prefix is fuzzed: ``/api/v1`` mounts the same routes (a test in
 ``test_openapi.py`` holds the two prefixes to the same operations).
@@ -16,7 +20,9 @@ Operations fuzzed with fewer guarantees, and why:
 
 * ``POST /models`` and ``POST /unstable/finetune/create`` (training): a generated body names no
   dataset of the project, so they answer 400/404; a training run is not started here (minutes).
-* ``GET /models/{slug}/adapter`` and ``…/weights`` (downloads): no trained model exists, so 404.
+* ``GET /models/{slug}/adapter``, ``…/weights``, ``…/test-outputs`` and ``POST …/cancel``: no
+  trained model exists, so 404 (the downloads' media types are checked by the unit test).
+* ``/datasets/{id}/jobs/{job_id}``: the seeded job is the eval's, not a dataset job's, so 404.
 * ``POST …/upload`` (multipart files): generated, but the generator's files are not JSONL; the
   all-or-nothing 400 (with line errors) is what is checked.
 """
@@ -66,8 +72,8 @@ def fuzzed(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
         gw.process.wait(30)
 
 
-def _seed(gw: Gateway) -> dict[str, str]:
-    """Objects for the operations' path parameters, by parameter name."""
+def _seed(gw: Gateway) -> dict[str, dict[str, str]]:
+    """Objects for the operations' path parameters: by path prefix, then by parameter name."""
     with httpx.Client(
         base_url=gw.root + PREFIX, headers={"Authorization": f"Bearer {gw.key}"}, timeout=30
     ) as h:
@@ -78,7 +84,8 @@ def _seed(gw: Gateway) -> dict[str, str]:
 
         ds = ok(h.post("/datasets", json={"name": "fuzzed"}))["id"]
         messages = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-        ok(h.post(f"/datasets/{ds}/entries", json={"entries": [{"messages": messages, "split": "TRAIN"}]}))
+        entries = [{"messages": messages, "split": split} for split in ("TRAIN", "TEST")]
+        ok(h.post(f"/datasets/{ds}/entries", json={"entries": entries}))
         entry = ok(h.get(f"/datasets/{ds}/entries"))["data"][0]["id"]
         rule = ok(h.post(f"/datasets/{ds}/pruning-rules", json={"textToMatch": "2+2"}))["id"]
         criterion = ok(
@@ -86,30 +93,66 @@ def _seed(gw: Gateway) -> dict[str, str]:
                 "/criteria", json={"name": "fuzzed", "instructions": "Is it right?", "judge_model": "gpt-4o"}
             )
         )
-        ok(
+        ok(h.post("/criteria/fuzzed/alignment", json={"rows": [{"messages": messages, "judgement": "PASS"}]}))
+        row = ok(h.get(f"/criteria/{criterion['id']}/alignment"))["data"][0]["id"]
+        ev = ok(
             h.post(
-                "/criteria/fuzzed/alignment",
-                json={"rows": [{"messages": messages, "judgement": "PASS"}]},
+                "/evals",
+                json={
+                    "name": "fuzzed",
+                    "dataset_id": ds,
+                    "type": "code",
+                    "models": ["gpt-4o"],
+                    "grader": "exact_match",
+                },
             )
         )
-        row = ok(h.get(f"/criteria/{criterion['id']}/alignment"))["data"][0]["id"]
-    return {
+        ok(h.post("/moa-configs", json={"slug": "fuzzed", "proposers": ["gpt-4o"]}))
+        ok(h.post("/external-providers", json={"slug": "fuzzed", "baseUrl": f"{gw.env['OPENAI_BASE_URL']}"}))
+        ok(h.post("/external-providers/fuzzed/models", json={"slug": "m1"}))
+        ok(h.put("/routing/fallbacks/gpt-4o", json={"fallbacks": ["gpt-4o-mini"]}))
+        key_id = ok(h.get("/keys"))["data"][0]["id"]
+        ok(h.post("/chat/completions", json={"model": "gpt-4o", "messages": messages[:1]}))
+        deadline = time.monotonic() + 10
+        while not (logged := ok(h.get("/logs", params={"limit": 1}))["data"]):  # written in the background
+            assert time.monotonic() < deadline, "the call was not logged"
+            time.sleep(0.05)
+    common = {
         "dataset_id": ds,
         "entry_id": entry,
         "rule_id": rule,
         "criterion_id": criterion["id"],
         "name": "fuzzed",
         "row_id": row,
+        "eval_id": ev["id"],
+        "job_id": ev["job_id"],
+        "key_id": key_id,
+        "call_id": logged[0]["id"],
         "model_id": "gpt-4o",
         "model": "gpt-4o",
         "provider": "openai",
     }
+    return {
+        "/moa-configs/": common | {"slug": "fuzzed"},
+        "/external-providers/": common | {"slug": "fuzzed", "model": "m1"},
+        "/": common,
+    }
+
+
+def _seeded(seeds: dict[str, dict[str, str]], path: str) -> dict[str, str]:
+    return next((ids for prefix, ids in seeds.items() if path.startswith(PREFIX + prefix)), seeds["/"])
 
 
 def _operations(schema: Any) -> list[Any]:
     ops = [result.ok() for result in schema.get_all_operations()]
     mine = [op for op in ops if op.path.startswith(PREFIX + "/") or op.path == "/health"]
-    return sorted(mine, key=lambda op: op.method.lower() == "delete")  # deletions last
+
+    # Deletions last, the innermost first (an entry before its dataset), the seeded dataset last.
+    def order(op: Any) -> tuple[bool, int, bool]:
+        delete = op.method.lower() == "delete"
+        return (delete, -op.path.count("/") if delete else 0, op.path.endswith("/datasets/{dataset_id}"))
+
+    return sorted(mine, key=order)
 
 
 @pytest.mark.slow
@@ -157,11 +200,18 @@ def test_openapi_fuzz_every_operation_answers_as_documented(fuzzed: Gateway) -> 
         names = {p.name for p in op.path_parameters}
         for mode in MODES:
             run(op, None, mode)
-        if names and names <= seeded.keys():
-            run(op, {n: seeded[n] for n in names}, GenerationMode.POSITIVE)
+        ids = _seeded(seeded, op.path)
+        if names and names <= ids.keys():
+            run(op, {n: ids[n] for n in names}, GenerationMode.POSITIVE)
     elapsed = time.perf_counter() - started
     ok = sum(1 for codes in statuses.values() if any(200 <= c < 300 for c in codes))
     print(f"\n{len(operations)} operations, {len(statuses)} runs, {ok} with a 2xx, {elapsed:.1f} s")
+    answered = {
+        label.rsplit(" ", 1)[0].removesuffix(" (seeded)")
+        for label, codes in statuses.items()
+        if min(codes) < 300
+    }
+    print("never a 2xx:", sorted({f"{op.method.upper()} {op.path}" for op in operations} - answered))
     assert len(operations) > 100
     assert not failures, f"{len(failures)} failing:\n" + "\n\n".join(f"{k}: {v}" for k, v in failures.items())
     assert ok >= len(operations) // 3, statuses

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,38 @@ CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 XSS_IMG = '<img src=x onerror="window.__pwned=1">'
 XSS_SCRIPT = "<script>window.__pwned=2</script>"
 XSS_TAG = "<img src=x onerror=window.__pwned=3>"
+
+
+SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")  # a folder: save the pages' screenshots there
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser profile (no cookies) at 1280 px, downloads allowed."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Any:
+    p = context.new_page()
+    p.set_default_timeout(5000)
+    # Any script the page runs that a stored text smuggled in, or a CSP violation, shows here.
+    p.errors = []  # type: ignore[attr-defined]
+    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: p.errors.append(str(e)))
+    return p
+
+
+def sign_in(page: Any, gateway: Gateway, key: str, next_path: str = "") -> None:
+    """Sign in through the form; land on ``next_path`` (Request Logs by default)."""
+    page.goto(f"{gateway.root}/sign-in" + (f"?next={next_path}" if next_path else ""))
+    page.get_by_label("API key", exact=True).fill(key)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(re.compile(f".*{re.escape(next_path)}$" if next_path else r".*/logs.*"))
 
 
 def chromium_path() -> str | None:

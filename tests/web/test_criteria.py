@@ -5,10 +5,8 @@ tenancy."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +14,12 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import Gateway
-from web.conftest import XSS_IMG, post_with_cookie, session_cookie
+from web.conftest import SCREENSHOTS, XSS_IMG, post_with_cookie, session_cookie, sign_in
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
-SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
 JUDGE = "anthropic:judge-json"
 STATS = ("accuracy", "precision", "recall", "f1", "kappa")
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    p = context.new_page()
-    p.set_default_timeout(5000)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    return p
-
-
-def sign_in(page: Any, gateway: Gateway, key: str) -> None:
-    page.goto(f"{gateway.root}/sign-in")
-    page.get_by_label("API key", exact=True).fill(key)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(r".*/logs.*"))
 
 
 @pytest.fixture(scope="module")

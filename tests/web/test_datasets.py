@@ -6,48 +6,19 @@ read-only keys, and tenancy."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Gateway
-from web.conftest import XSS_IMG, _chat, post_with_cookie, session_cookie
+from web.conftest import SCREENSHOTS, XSS_IMG, _chat, post_with_cookie, session_cookie, sign_in
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
-SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
 SYSTEM = "You are the helpful assistant of the dataset page tests, always polite and short."
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    p = context.new_page()
-    p.set_default_timeout(5000)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    return p
-
-
-def sign_in(page: Any, gateway: Gateway, key: str) -> None:
-    page.goto(f"{gateway.root}/sign-in")
-    page.get_by_label("API key", exact=True).fill(key)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(r".*/logs.*"))
 
 
 def line(question: str, answer: str, split: str | None = None) -> str:

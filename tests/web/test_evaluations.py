@@ -7,10 +7,8 @@ text, read-only keys, and tenancy."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,40 +16,13 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import Gateway
-from web.conftest import XSS_IMG, post_with_cookie, session_cookie
+from web.conftest import SCREENSHOTS, XSS_IMG, post_with_cookie, session_cookie, sign_in
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
-SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
 MODELS = ("teacher-extract", "gpt-4o-mini")
 JUDGE = "anthropic:judge-json"
 SLOW_JUDGE = "anthropic:slow-1000-judge-json"
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    p = context.new_page()
-    p.set_default_timeout(5000)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    return p
-
-
-def sign_in(page: Any, gateway: Gateway, key: str) -> None:
-    page.goto(f"{gateway.root}/sign-in")
-    page.get_by_label("API key", exact=True).fill(key)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(r".*/logs.*"))
 
 
 def people_dataset(gateway: Gateway, key: str) -> tuple[str, str]:

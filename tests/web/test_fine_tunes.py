@@ -16,8 +16,6 @@ shows in other ways, each the way the system itself gets there:
 from __future__ import annotations
 
 import json
-import os
-import re
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -42,9 +40,7 @@ from tunepipe.domain.ids import uuid7
 from tunepipe.domain.jobs import Job, JobEvent, JobKind
 from tunepipe.services.fine_tunes import files as ft_files
 from tunepipe.services.jobs import queue
-from web.conftest import XSS_IMG, post_with_cookie, session_cookie
-
-SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
+from web.conftest import SCREENSHOTS, XSS_IMG, post_with_cookie, session_cookie, sign_in
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
@@ -67,32 +63,6 @@ def proj(gateway: Gateway, two_projects: list[tuple[str, str, str]]) -> Iterator
     db = Database(make_engine(url))
     yield Proj(name, db.run_sync(get_project, name).id, key, ro, db)
     db.dispose()
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    p = context.new_page()
-    p.set_default_timeout(5000)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    return p
-
-
-def sign_in(page: Any, gateway: Gateway, key: str) -> None:
-    page.goto(f"{gateway.root}/sign-in")
-    page.get_by_label("API key", exact=True).fill(key)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(r".*/logs.*"))
 
 
 def model(p: Proj, status: str, **extra: Any) -> FineTune:

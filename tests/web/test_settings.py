@@ -5,10 +5,8 @@ read-only key (no controls; its posts refused)."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +14,9 @@ import httpx
 import pytest
 
 from conftest import FakeProvider, Gateway
-from web.conftest import _chat, post_with_cookie, session_cookie
+from web.conftest import SCREENSHOTS, _chat, post_with_cookie, session_cookie, sign_in
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
-SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    p = context.new_page()
-    p.set_default_timeout(5000)
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    return p
-
-
-def sign_in(page: Any, gateway: Gateway, key: str, next_path: str = "/settings") -> None:
-    page.goto(f"{gateway.root}/sign-in?next={next_path}")
-    page.get_by_label("API key", exact=True).fill(key)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(f".*{re.escape(next_path)}$"))
 
 
 def api_status(gateway: Gateway, key: str) -> int:
@@ -57,7 +28,7 @@ def test_settings_key_created_is_shown_once_works_and_revoked_is_401(
     gateway: Gateway, two_projects: list[tuple[str, str, str]], page: Any
 ) -> None:
     _, key, _ = two_projects[0]
-    sign_in(page, gateway, key)
+    sign_in(page, gateway, key, "/settings")
     name = f"ui-made-{uuid.uuid4().hex[:6]}"
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_role("button", name="Create key").click()
@@ -104,7 +75,7 @@ def test_settings_provider_key_is_never_shown_and_is_used_upstream(
 ) -> None:
     _, key, _ = two_projects[0]
     secret = f"sk-ui-{uuid.uuid4().hex}"
-    sign_in(page, gateway, key)
+    sign_in(page, gateway, key, "/settings")
     page.get_by_label("Provider", exact=True).select_option("openai")
     page.locator("#pk-key").fill(secret)
     page.get_by_role("button", name="Set provider key").click()
@@ -133,7 +104,7 @@ def test_settings_external_provider_and_model_added_and_a_refused_url_shows_why(
 ) -> None:
     _, key, _ = two_projects[0]
     slug = f"ext-{uuid.uuid4().hex[:6]}"
-    sign_in(page, gateway, key)
+    sign_in(page, gateway, key, "/settings")
     page.get_by_label("Provider slug").fill(slug)
     page.get_by_label("Base URL", exact=True).fill(f"{fake_provider.url}/v1")
     page.get_by_role("button", name="Add provider").click()
@@ -170,7 +141,7 @@ def test_settings_moa_configuration_created_and_edited(
 ) -> None:
     _, key, _ = two_projects[0]
     slug = f"mix{uuid.uuid4().hex[:6]}"
-    sign_in(page, gateway, key)
+    sign_in(page, gateway, key, "/settings")
     page.get_by_label("Slug", exact=True).fill(slug)
     page.locator("#n-proposers").fill("openai:gpt-4o-mini, openai:gpt-4o")
     page.locator("#n-candidates").fill("2")
@@ -227,7 +198,7 @@ def test_settings_read_only_key_sees_no_controls_and_its_posts_are_refused(
     gateway: Gateway, two_projects: list[tuple[str, str, str]], page: Any
 ) -> None:
     _, key, ro_key = two_projects[1]
-    sign_in(page, gateway, ro_key)
+    sign_in(page, gateway, ro_key, "/settings")
     assert page.locator("table.keys tbody tr").count() >= 2  # sees the keys
     assert page.locator("main form").count() == 0 and page.locator("main button").count() == 0
     csrf = page.locator("meta[name='csrf-token']").get_attribute("content")

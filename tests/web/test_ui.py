@@ -3,9 +3,7 @@ escaping of logged text, CSRF, read-only keys, sign-out, and tenancy."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,41 +12,22 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import Gateway
-from web.conftest import XSS_IMG, XSS_SCRIPT, XSS_TAG, UiProject, post_with_cookie, session_cookie
+from web.conftest import (
+    SCREENSHOTS,
+    XSS_IMG,
+    XSS_SCRIPT,
+    XSS_TAG,
+    UiProject,
+    post_with_cookie,
+    session_cookie,
+    sign_in,
+)
 
 # One backend keeps the browser tests short; the queries the pages make are tested on both
 # (tests/db/test_log_pages.py) and timed on both (bench/ui_logs.py).
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
 
 NAV = ("Request Logs", "Datasets", "Fine-tunes", "Evaluations", "Criteria", "Usage", "Settings")
-SCREENSHOTS = os.environ.get("TUNEPIPE_UI_SCREENSHOTS")  # a folder: save the pages' screenshots there
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    p = context.new_page()
-    p.set_default_timeout(5000)
-    # Any script the page runs that a logged text smuggled in, or a CSP violation, shows here.
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    return p
-
-
-def sign_in(page: Any, gateway: Gateway, key: str, next_path: str = "") -> None:
-    page.goto(f"{gateway.root}/sign-in" + (f"?next={next_path}" if next_path else ""))
-    page.get_by_label("API key", exact=True).fill(key)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(r".*/logs.*"))
 
 
 def rows(page: Any) -> list[str]:

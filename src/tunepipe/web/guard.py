@@ -195,6 +195,15 @@ def page(handler: Handler) -> Endpoint:
     return run
 
 
+def csrf_refusal(request: Request, signed: Signed, form: FormData) -> Response | None:
+    """The 403 page for a ``POST`` that did not come from this site's own page (another origin,
+    or without the session's CSRF token); ``None`` when it did."""
+    given = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
+    if same_origin(request) and sessions.csrf_ok(signed.session, str(given or "")):
+        return None
+    return error_page(request, signed, 403, "This form has expired or did not come from this site.")
+
+
 def action(
     handler: Callable[[Request, Signed, FormData], Awaitable[Response]],
 ) -> Endpoint:
@@ -205,9 +214,8 @@ def action(
         if signed is None:
             return error_page(request, None, 401, "Sign in first.")
         form = await request.form()
-        given = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
-        if not same_origin(request) or not sessions.csrf_ok(signed.session, str(given or "")):
-            return error_page(request, signed, 403, "This form has expired or did not come from this site.")
+        if (forged := csrf_refusal(request, signed, form)) is not None:
+            return forged
         if signed.principal.read_only:
             return error_page(request, signed, 403, "This key is read-only: it can look, not change.")
         try:

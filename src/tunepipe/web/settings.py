@@ -29,13 +29,13 @@ from tunepipe.web.guard import (
     Signed,
     action,
     container,
+    csrf_refusal,
     error_page,
     key_ref,
     local_path,
     page,
     page_context,
     renderer,
-    same_origin,
     set_session,
     signed_in,
 )
@@ -279,9 +279,8 @@ async def switch_project(request: Request) -> Response:
     if signed is None:
         return error_page(request, None, 401, "Sign in first.")
     form = await request.form()
-    given = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
-    if not same_origin(request) or not sessions.csrf_ok(signed.session, str(given or "")):
-        return error_page(request, signed, 403, "This form has expired or did not come from this site.")
+    if (forged := csrf_refusal(request, signed, form)) is not None:
+        return forged
     wanted = str(form.get("key") or "")
     chosen = next((k for k in signed.session.held if key_ref(k) == wanted), None)
     if chosen is None or wanted not in {h.ref for h in signed.others}:

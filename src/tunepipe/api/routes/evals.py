@@ -49,7 +49,8 @@ async def create_eval(body: CreateEvalRequest, state: State, caller: Writer) -> 
     )
 
 
-@router.get("/evals", responses=answers(EvalList))
+# 404: a `dataset_id` with a NUL character names nothing (`Id`).
+@router.get("/evals", responses=answers(EvalList, errors=[404]))
 async def list_evals(state: State, caller: Caller, dataset_id: Id | None = None) -> Response:
     found = await state.evals.all(caller, dataset_id)
     return json_response({"object": "list", "data": [eval_list_view(ev, job) for ev, job in found]})
@@ -65,7 +66,8 @@ async def eval_rows(
     eval_id: Id,
     state: State,
     caller: Caller,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded: an offset past 64 bits reached the database as a 500.
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     rows, total = await state.evals.rows(caller, eval_id, offset=offset, limit=limit)

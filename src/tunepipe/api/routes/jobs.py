@@ -25,7 +25,8 @@ router = APIRouter(tags=["jobs"])
 DATASET_KINDS = (JobKind.IMPORT_LOGS.value, JobKind.RELABEL.value)
 
 
-@router.get("/jobs", responses=answers(JobList))
+# 404: a `subject_id` with a NUL character names nothing (`Id`).
+@router.get("/jobs", responses=answers(JobList, errors=[404]))
 async def list_jobs(
     state: State,
     caller: Caller,

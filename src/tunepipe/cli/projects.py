@@ -142,6 +142,27 @@ def keys_limits(
     console.print(f"Limits: {limits_text(info.limits)}")
 
 
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix, as `tunepipe keys list` shows them.")],
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project", "-p", help="Look for the key in this project only (default: every project)."
+        ),
+    ] = None,
+) -> None:
+    """Revoke a key: running servers refuse it from its next call."""
+
+    async def run(c: Container) -> ApiKeyInfo:
+        found = await c.projects.key(await c.projects.named(project) if project else None, key)
+        owner = next(p for p in await c.projects.all() if p.id == found.project_id)
+        return await c.projects.revoke_key(owner, found.id)
+
+    info = call(run)
+    console.print(f"Key {info.key_prefix}… {info.name} (id {info.id}) revoked.")
+
+
 @keys_app.command("list")
 def keys_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """List keys (prefixes only: keys are stored hashed)."""

@@ -27,7 +27,9 @@
 
   document.addEventListener("DOMContentLoaded", draw);
   document.addEventListener("htmx:afterSettle", function (event) {
-    if (event.target && event.target.id === "live") { draw(); }
+    // The polled #live part, or the whole <main> brought in once training has ended.
+    var t = event.target;
+    if (t && (t.id === "live" || (t.querySelector && t.querySelector("#live")))) { draw(); }
   });
   window.addEventListener("resize", function () {
     var el = document.getElementById("loss-chart");

@@ -25,6 +25,7 @@ from tunepipe.cli.evals import evals_app
 from tunepipe.cli.jobs import jobs_app
 from tunepipe.cli.moa import moa_app
 from tunepipe.cli.models import models_app
+from tunepipe.cli.network import network_app
 from tunepipe.cli.projects import keys_app, projects_app
 from tunepipe.cli.providers import providers_app
 from tunepipe.cli.pruning_rules import pruning_rules_app
@@ -51,6 +52,7 @@ for sub, name in (
     (routing_app, "routing"),
     (moa_app, "moa"),
     (admin_app, "admin"),
+    (network_app, "network"),
 ):
     app.add_typer(sub, name=name)
 

@@ -14,9 +14,14 @@ through the sign-in form and times ``--requests`` sequential requests of each pa
 * the Usage page (aggregates by time bucket and model in SQL) over the last 24 hours, 7 days and
   30 days (the calls end now, so the 30-day window holds all of them);
 * the baseline, measured in the same run: the API's ``GET /api/v1/logs`` first page (JSON, same
-  query), so the ratio is what rendering HTML adds.
+  query), so the ratio is what rendering HTML adds;
+* in a real browser (Debian's Chromium under Playwright, signed in once through the form):
+  ``--loads`` loads each of ``/logs`` and one call's ``/logs/<id>``, from navigation start to the
+  ``load`` event (the Navigation Timing entry's ``loadEventEnd``; its ``domContentLoadedEventEnd``
+  too), so the page's static files, scripts and first render are counted, not only the server.
 
-Usage: ``.venv/bin/python bench/ui_logs.py [--rows 100000] [--requests 50] [--backend sqlite|postgres|both]``.
+Usage: ``.venv/bin/python bench/ui_logs.py [--rows 100000] [--requests 50] [--loads 20]
+[--backend sqlite|postgres|both]``.
 """
 
 from __future__ import annotations
@@ -163,7 +168,54 @@ def timings(client: httpx.Client, path: str, n: int, **kw: Any) -> tuple[float, 
     return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
 
 
-def measure(root: str, key: str, n: int) -> dict[str, tuple[float, float]]:
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
+
+
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+NAVIGATION = """() => { const e = performance.getEntriesByType("navigation")[0];
+  return [e.loadEventEnd - e.startTime, e.domContentLoadedEventEnd - e.startTime]; }"""
+
+
+def browser_timings(root: str, key: str, paths: dict[str, str], n: int) -> dict[str, tuple[float, float]]:
+    """Each page loaded ``n`` times in Chromium (after one warm load): navigation start to the
+    ``load`` event and to DOMContentLoaded, p50 and p95 in ms."""
+    from playwright.sync_api import sync_playwright
+
+    path = next((c for c in (os.environ.get("TUNEPIPE_CHROMIUM"), *CHROMIUM) if c and Path(c).exists()), None)
+    if path is None:
+        print("  (no Chromium found: browser loads not measured)")
+        return {}
+    out: dict[str, tuple[float, float]] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{root}/sign-in")
+            page.fill("input[name=api_key]", key)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/logs")
+            for name, target in paths.items():
+                page.goto(f"{root}{target}")  # warm: the static files are cached from here on
+                load, ready = [], []
+                for _ in range(n):
+                    page.goto(f"{root}{target}", wait_until="load")
+                    page.wait_for_function("performance.getEntriesByType('navigation')[0].loadEventEnd > 0")
+                    to_load, to_ready = page.evaluate(NAVIGATION)
+                    load.append(to_load)
+                    ready.append(to_ready)
+                out[f"browser {name}, to load"] = percentiles(load)
+                out[f"browser {name}, to DOMContentLoaded"] = percentiles(ready)
+            assert errors == [], errors
+        finally:
+            browser.close()
+    return out
+
+
+def measure(root: str, key: str, n: int, loads: int = 0) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     with httpx.Client(base_url=root, timeout=60) as c:
         signed = c.post("/sign-in", data={"api_key": key, "next": "/logs"})
@@ -187,10 +239,14 @@ def measure(root: str, key: str, n: int) -> dict[str, tuple[float, float]]:
         out["API first page (baseline)"] = timings(
             c, "/api/v1/logs", n, headers={"Authorization": f"Bearer {key}"}
         )
+        detail = re.search(r'href="(/logs/[0-9a-f-]{36})"', first.text)
+        assert detail is not None, "the first page should link each call's detail page"
+    if loads:
+        out.update(browser_timings(root, key, {"/logs": "/logs", "/logs/<id>": detail.group(1)}, loads))
     return out
 
 
-def run(backend: str, rows: int, n: int) -> dict[str, tuple[float, float]]:
+def run(backend: str, rows: int, n: int, loads: int) -> dict[str, tuple[float, float]]:
     print(f"{backend}:")
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         home = Path(tmp)
@@ -206,7 +262,7 @@ def run(backend: str, rows: int, n: int) -> dict[str, tuple[float, float]]:
             key = seed(seed_url, rows)
             proc, root = serve(home, url)
             try:
-                results = measure(root, key, n)
+                results = measure(root, key, n, loads)
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -216,7 +272,8 @@ def run(backend: str, rows: int, n: int) -> dict[str, tuple[float, float]]:
                     conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     base = results["API first page (baseline)"][0]
     for name, (p50, p95) in results.items():
-        print(f"  {name:28s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   {p50 / base:4.2f}x baseline")
+        ratio = "" if name.startswith("browser") else f"   {p50 / base:4.2f}x baseline"
+        print(f"  {name:40s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms{ratio}")
     return results
 
 
@@ -224,10 +281,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--loads", type=int, default=20, help="browser loads of each page (0: none)")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args()
     for backend in ("sqlite", "postgres") if args.backend == "both" else (args.backend,):
-        run(backend, args.rows, args.requests)
+        run(backend, args.rows, args.requests, args.loads)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ def paths(
             },
         )
         assert made.status_code == 201, made.text
+        eval_id = made.json()["id"]
         criterion = f"pages-{suffix}"
         made = h.post(
             "/criteria",
@@ -101,7 +102,6 @@ def paths(
             }
         ]
         assert h.post(f"/criteria/{criterion}/alignment", json={"rows": alignment}).status_code == 201
-        eval_id = h.get("/evals", params={"limit": 1}).json()["data"][0]["id"]
     # A fine-tune on a base model with no weights: created as the form does, errored by the worker.
     url = gateway.env.get("TUNEPIPE_DATABASE_URL") or f"sqlite:///{gateway.home / 'tunepipe.db'}"
     db = Database(make_engine(url))

@@ -1,7 +1,7 @@
 """The Fine-tunes pages in Chromium.
 
-Training a model for real takes minutes on a shared CPU, so these tests reach the states a page
-shows in other ways, each the way the system itself gets there:
+Training for real is ``test_fine_tune_training.py``'s (marked slow); these tests reach the states
+a page shows without training, each the way the system itself gets there:
 
 - **create → errored**: the form creates a model on a base model registered without weights;
   the in-server worker claims the job and fails it at once (no model directory), and the page,

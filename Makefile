@@ -34,9 +34,16 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/lint-imports
 
 # The suite includes the install smoke test (tests/test_install.py): a fresh virtualenv with the
-# runtime dependencies alone must serve.
+# runtime dependencies alone must serve. Two independent halves run side by side (each starts its
+# own servers): the slow end-to-end groups (real processes, client virtualenvs, the browser, the
+# install) and the rest; the first half's output follows the second's, and either failing fails.
+SLOW_GROUPS := tests/e2e tests/clients tests/web tests/test_install.py
 test: lint
-	$(BIN)/pytest
+	@$(BIN)/pytest $(SLOW_GROUPS) > .pytest-slow.log 2>&1 & slow=$$!; \
+	$(BIN)/pytest $(addprefix --ignore=,$(SLOW_GROUPS)); rest=$$?; \
+	wait $$slow; slowrc=$$?; \
+	echo "---------------- $(SLOW_GROUPS) ----------------"; cat .pytest-slow.log; \
+	test $$rest -eq 0 -a $$slowrc -eq 0
 
 docs: $(VENV)/.dev-installed
 	$(BIN)/python scripts/gen_reference.py

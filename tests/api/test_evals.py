@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import KEY_RE, FakeProvider, Gateway
+from tunepipe.domain.evals import shown_first
 
 PEOPLE = [
     "Maria is 34 and lives in Lisbon.",
@@ -118,14 +119,18 @@ def test_head_to_head_a_clearly_better_model_wins_every_entry(
     # The two outputs were shown in a seeded random order: both orders occur, and are recorded.
     judge_calls = calls(fake_provider, "judge-json", marker)
     assert len(judge_calls) == len(texts)
-    first_is_json = [
-        '"name"' in body["messages"][1]["content"].split("<response_1>")[1].split("</response_1>")[0]
-        for body in (r["body"] for r in judge_calls)
-    ]
-    assert any(first_is_json) and not all(first_is_json)
     with gateway.http() as h:
         rows = h.get(f"/evals/{eval_id}/rows").json()
     assert rows["total"] == len(texts) and len(rows["data"]) == len(texts)
+    # Each entry's order is the seeded one (the same on a rerun), recorded with its verdict and
+    # the one the judge was shown.
+    for entry in rows["data"]:
+        expected = shown_first(3, entry["entry_id"], "teacher-extract", "gpt-4o-mini")
+        assert entry["judgements"][0]["details"]["a_first"] is expected
+        text = entry["input"]["messages"][1]["content"]
+        prompt = next(r["body"]["messages"][1]["content"] for r in judge_calls if text in str(r["body"]))
+        first = prompt.split("<response_1>")[1].split("</response_1>")[0]
+        assert ('"name"' in first) is expected
     row = rows["data"][0]
     assert row["input"]["messages"][1]["content"] in texts and row["dataset_output"]["content"].startswith(
         "{"

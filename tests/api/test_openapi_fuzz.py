@@ -111,7 +111,9 @@ def _seed(gw: Gateway) -> dict[str, dict[str, str]]:
         ok(h.post("/external-providers", json={"slug": "fuzzed", "baseUrl": f"{gw.env['OPENAI_BASE_URL']}"}))
         ok(h.post("/external-providers/fuzzed/models", json={"slug": "m1"}))
         ok(h.put("/routing/fallbacks/gpt-4o", json={"fallbacks": ["gpt-4o-mini"]}))
-        key_id = ok(h.get("/keys"))["data"][0]["id"]
+        # A key of its own for the key routes: DELETE /keys/{key_id} revokes it, not the fuzzer's.
+        gw.cli("keys", "create", "--name", "fuzzed-spare")
+        key_id = next(k["id"] for k in ok(h.get("/keys"))["data"] if k["name"] == "fuzzed-spare")
         ok(h.post("/chat/completions", json={"model": "gpt-4o", "messages": messages[:1]}))
         deadline = time.monotonic() + 10
         while not (logged := ok(h.get("/logs", params={"limit": 1}))["data"]):  # written in the background

@@ -1,7 +1,7 @@
 """Request Logs in the web UI at 100,000 logged calls: how long the server takes to render a page.
 
 Seeds one project with ``--rows`` calls (bulk insert through the log writer's
-:func:`~tunepipe.db.log_writer.write_records`, about 600 bytes of bodies each, five models, a
+:func:`~tunepipe.db.log_rows.write_records`, about 600 bytes of bodies each, five models, a
 ``prompt_id`` label out of 50, 1 % errors, spread over 30 days), on SQLite and on a Postgres
 database of its own (created and dropped here; analysed after the load, as autovacuum would),
 then starts ``tunepipe serve`` on it, signs in
@@ -60,7 +60,7 @@ def seed(url: str, rows: int) -> str:
     from sqlalchemy import text as sql
 
     from tunepipe.db.engine import make_engine
-    from tunepipe.db.log_writer import write_records
+    from tunepipe.db.log_rows import write_records
     from tunepipe.db.migrate import upgrade
     from tunepipe.db.projects import create_api_key, create_project
     from tunepipe.domain.ids import uuid7

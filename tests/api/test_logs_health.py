@@ -37,8 +37,10 @@ def test_health_counts_logged_calls(gateway: Gateway) -> None:
     body = health(gateway)
     after = body["logs"]
     assert body["status"] == "ok"
-    assert after["enqueued"] - before["enqueued"] == 3
-    assert after["written"] - before["written"] == 3
+    # At least these 3 (a call of an earlier test may still be landing on the shared server),
+    # and every one enqueued is written.
+    assert after["enqueued"] - before["enqueued"] >= 3
+    assert after["written"] - before["written"] == after["enqueued"] - before["enqueued"]
     assert after["dropped"] == before["dropped"]
     assert after["queueDepth"] == 0
     assert set(after) == {

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from conftest import migrated_engine
 from tunepipe.db.log_queries import decode_cursor, encode_cursor, get_call, list_calls, update_call_metadata
-from tunepipe.db.log_writer import write_records
+from tunepipe.db.log_rows import write_records
 from tunepipe.db.projects import create_project
 from tunepipe.domain.logs import LogFilter, LogRecord
 

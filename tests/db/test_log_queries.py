@@ -13,7 +13,8 @@ from sqlalchemy import Connection, Engine
 from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
 from tunepipe.db.log_queries import decode_cursor, get_call, latest_call, list_calls, update_metadata
-from tunepipe.db.log_writer import LogWriter, write_records
+from tunepipe.db.log_rows import write_records
+from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.domain.logs import LogFilter, LogRecord

@@ -22,7 +22,8 @@ from conftest import migrated_engine
 from tunepipe.db.database import Database
 from tunepipe.db.engine import make_engine
 from tunepipe.db.log_queries import get_call
-from tunepipe.db.log_writer import LogWriter, prepare, write_records
+from tunepipe.db.log_rows import prepare, write_records
+from tunepipe.db.log_writer import LogWriter
 from tunepipe.db.migrate import upgrade
 from tunepipe.db.projects import create_project
 from tunepipe.db.spool import Position, Spool, claim_orphans, read_spool

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from conftest import migrated_engine
 from tunepipe.db.log_queries import StatusCount, UsageRow, usage
-from tunepipe.db.log_writer import write_records
+from tunepipe.db.log_rows import write_records
 from tunepipe.db.projects import create_api_key, create_project, delete_api_key, list_api_keys
 from tunepipe.domain.logs import LogRecord
 from tunepipe.errors import NotFound

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from tunepipe.db.log_writer import decompress_json
+from tunepipe.db.log_rows import decompress_json
 from tunepipe.db.schema import logged_call_bodies, logged_call_criteria, logged_call_metadata, logged_calls
 from tunepipe.domain.criteria import CriterionResult
 from tunepipe.domain.logs import JUDGE_SOURCE, LogFilter, LoggedCall

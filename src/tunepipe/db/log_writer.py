@@ -37,14 +37,12 @@ import contextlib
 import logging
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from tenacity import (
     RetryCallState,
@@ -53,9 +51,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from tunepipe.db.bulk_insert import insert_rows
+from tunepipe.db.log_rows import Compressed, compress_json, insert, prepare
 from tunepipe.db.outage import Throttled, summary
-from tunepipe.db.schema import logged_call_bodies, logged_call_criteria, logged_call_metadata, logged_calls
 from tunepipe.db.spool import Entry, Orphan, Position, Spool, claim_orphans
 from tunepipe.domain.logs import LogRecord
 
@@ -63,170 +60,6 @@ log = logging.getLogger(__name__)
 
 _STOP: Any = object()
 _COMPRESS_SLICE = 32  # records compressed between two chances for requests to run (~0.3 ms)
-
-
-# How much of an over-long body its log row keeps, at most (the "head" of the marker below).
-TRUNCATED_HEAD_BYTES = 64 * 1024
-
-
-def truncated(raw: bytes, limit: int) -> bytes:
-    """The JSON a log row keeps of a body over ``limit`` bytes: a marker with the body's size
-    and its start, ``{"_truncated": true, "bytes": <size>, "head": "<start of the JSON text>"}``.
-    It is an object, so every reader of logs takes it as it takes any body; it has no
-    ``messages`` or ``choices``, so a dataset import skips the call as not a chat call."""
-    head = raw[: min(limit, TRUNCATED_HEAD_BYTES)].decode("utf-8", "ignore")
-    return orjson.dumps({"_truncated": True, "bytes": len(raw), "head": head})
-
-
-def body_json(value: bytes | Any, limit: int | None = None) -> bytes | None:
-    """``value`` (JSON bytes, or a value to encode) as the JSON a log row keeps: itself, or its
-    :func:`truncated` marker when over ``limit`` bytes."""
-    if value is None:
-        return None
-    raw = value if isinstance(value, bytes) else orjson.dumps(value)
-    return truncated(raw, limit) if limit is not None and len(raw) > limit else raw
-
-
-def compress_json(value: bytes | Any, limit: int | None = None) -> bytes | None:
-    """``value`` (JSON bytes, or a value to encode) compressed for a log row; one whose JSON is
-    over ``limit`` bytes is stored as its :func:`truncated` marker."""
-    raw = body_json(value, limit)
-    if raw is None:
-        return None
-    # A window no larger than the payload compresses exactly as well, and zlib sets it up far
-    # faster: for a typical 300-byte body the default 32 KiB window costs 3x the compression.
-    # Any window size decompresses with the default settings.
-    wbits = min(15, max(9, (len(raw) - 1).bit_length()))
-    return zlib.compress(raw, 1, wbits)
-
-
-def decompress_json(blob: bytes | None) -> Any:
-    return None if blob is None else orjson.loads(zlib.decompress(blob))
-
-
-def _length(column: Any) -> int | None:
-    length = getattr(column.type, "length", None)
-    return length if isinstance(length, int) else None
-
-
-_INT_MAX = 2**31 - 1  # `Integer` columns are 32-bit on Postgres
-_MODEL_LEN = _length(logged_calls.c.model)
-_FINISH_LEN = _length(logged_calls.c.finish_reason)
-_COMPLETION_ID_LEN = _length(logged_calls.c.completion_id)
-_REQUEST_ID_LEN = _length(logged_calls.c.request_id)
-_KEY_LEN = _length(logged_call_metadata.c.key)
-# Postgres indexes (project_id, key, value), and a btree entry must stay under ~2.7 kB.
-MAX_METADATA_VALUE_BYTES = 1500
-
-
-def _clip(value: str | None, size: int | None) -> str | None:
-    """Fit a string to its column: at most ``size`` characters, and no NUL (Postgres refuses it)."""
-    if value is None:
-        return None
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    return value[:size] if size is not None and len(value) > size else value
-
-
-def _clip_bytes(value: str | None, size: int) -> str | None:
-    if value is None or len(value) * 4 <= size:  # UTF-8 takes at most 4 bytes a character
-        return value
-    raw = value.encode()
-    return value if len(raw) <= size else raw[:size].decode("utf-8", "ignore")
-
-
-def _int32(value: int | None) -> int | None:
-    return value if value is None or -_INT_MAX - 1 <= value <= _INT_MAX else None
-
-
-class _Compressed(NamedTuple):
-    """A record with its bodies compressed, ready for its rows to be built."""
-
-    record: LogRecord
-    request: bytes | None
-    response: bytes | None
-
-
-def write_records(conn: Connection, records: list[LogRecord]) -> None:
-    """Insert a batch of records.
-
-    Values that do not fit their column (caller-chosen: a long model name, an absurd token
-    count) are clipped or left out, so every backend stores the call as SQLite would rather
-    than Postgres refusing it.
-    """
-    _insert(conn, [_Compressed(r, compress_json(r.request), compress_json(r.response)) for r in records])
-
-
-def _insert(conn: Connection, records: list[_Compressed], *, skip_stored: bool = False) -> None:
-    if skip_stored:
-        ids = [item.record.id for item in records]
-        stored = set(conn.scalars(select(logged_calls.c.id).where(logged_calls.c.id.in_(ids))))
-        records = [item for item in records if item.record.id not in stored]
-    calls: list[dict[str, Any]] = []
-    bodies: list[dict[str, Any]] = []
-    meta: list[dict[str, Any]] = []
-    judged: list[dict[str, Any]] = []
-    for r, request, response in records:
-        calls.append(
-            {
-                "id": r.id,
-                "project_id": r.project_id,
-                "requested_at": r.requested_at,
-                "received_at": r.received_at,
-                "duration_ms": _int32(r.received_at - r.requested_at) if r.received_at is not None else None,
-                "model": _clip(r.model, _MODEL_LEN),
-                "status_code": _int32(r.status_code),
-                "error_message": _clip(r.error_message, None),
-                "input_tokens": _int32(r.input_tokens),
-                "output_tokens": _int32(r.output_tokens),
-                "cost": r.cost,
-                "finish_reason": _clip(r.finish_reason, _FINISH_LEN),
-                "completion_id": _clip(r.completion_id, _COMPLETION_ID_LEN),
-                "cache_hit": r.cache_hit,
-                "source": r.source,
-                "streamed": r.streamed,
-                "parent_id": r.parent_id,
-                "answered_by": _clip(r.answered_by, _MODEL_LEN),
-                "attempts": len(r.attempts) or None,
-                "request_id": _clip(r.request_id, _REQUEST_ID_LEN),
-                "endpoint": r.endpoint,
-            }
-        )
-        bodies.append(
-            {
-                "call_id": r.id,
-                "request": request,
-                "response": response,
-                "attempts": compress_json(r.attempts) if r.attempts else None,
-            }
-        )
-        labels = {
-            _clip(k, _KEY_LEN): _clip_bytes(_clip(v, None), MAX_METADATA_VALUE_BYTES)
-            for k, v in r.metadata.items()
-        }
-        meta.extend(
-            {"call_id": r.id, "key": k, "project_id": r.project_id, "value": v} for k, v in labels.items()
-        )
-        judged.extend(
-            {
-                "call_id": r.id,
-                "choice_index": index,
-                "criterion": result.name,
-                "project_id": r.project_id,
-                "version": result.version,
-                "outcome": result.outcome,
-                "score": result.score,
-                "explanation": _clip(result.explanation, None),
-                "error_code": _int32(result.error_code),
-                "error_message": _clip(result.error_message, None),
-            }
-            for index, result in r.criteria
-        )
-    # Multi-row statements, not executemany: see db/bulk_insert.py.
-    insert_rows(conn, logged_calls, calls)
-    insert_rows(conn, logged_call_bodies, bodies)
-    insert_rows(conn, logged_call_metadata, meta)
-    insert_rows(conn, logged_call_criteria, judged)
 
 
 @dataclass(slots=True)
@@ -238,14 +71,6 @@ class WriterStats:
     waited_for_space: int = 0
     spooled: int = 0  # accepted while the queue was full: read back from the spool
     replayed: int = 0  # written from the spools of processes that had died
-
-
-def prepare(record: LogRecord, max_body_bytes: int | None = None) -> Entry:
-    """``record`` with its bodies as the JSON its row keeps (:func:`body_json`), as the spool
-    takes it."""
-    return Entry(
-        record, body_json(record.request, max_body_bytes), body_json(record.response, max_body_bytes)
-    )
 
 
 _Item = tuple[Entry, Position | None]  # a queued record and where the spool has it (if it does)
@@ -489,10 +314,10 @@ class LogWriter:
                 break
         self._orphans = []
 
-    async def _compress(self, batch: list[Entry]) -> list[_Compressed]:
+    async def _compress(self, batch: list[Entry]) -> list[Compressed]:
         """Compress the batch's bodies, yielding to requests after every slice: on the event loop,
         not the writer thread, where each of zlib's GIL releases meant waiting to take it back."""
-        out: list[_Compressed] = []
+        out: list[Compressed] = []
         for n, (record, raw_request, raw_response) in enumerate(batch):
             if n and n % _COMPRESS_SLICE == 0:
                 await asyncio.sleep(0)
@@ -503,7 +328,7 @@ class LogWriter:
                 self.stats.dropped += 1
                 log.exception("request log %s dropped: its bodies could not be compressed", record.id)
                 continue
-            out.append(_Compressed(record, request, response))
+            out.append(Compressed(record, request, response))
         return out
 
     async def _linger(self) -> None:
@@ -528,9 +353,9 @@ class LogWriter:
                     return
                 await self._progress.wait()
 
-    def _write(self, batch: list[_Compressed], skip_stored: bool) -> None:
+    def _write(self, batch: list[Compressed], skip_stored: bool) -> None:
         with self._engine.begin() as conn:
-            _insert(conn, batch, skip_stored=skip_stored)
+            insert(conn, batch, skip_stored=skip_stored)
 
     def _stop(self, state: RetryCallState) -> bool:
         if self._spool is None:
@@ -545,7 +370,7 @@ class LogWriter:
         else:
             time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
 
-    def _write_with_retry(self, batch: list[_Compressed], skip_stored: bool) -> bool:
+    def _write_with_retry(self, batch: list[Compressed], skip_stored: bool) -> bool:
         """Write ``batch``; False when given up on (without a spool its records are dropped).
 
         ``skip_stored``: leave out records whose id is stored already (a spool replayed after a

@@ -13,7 +13,8 @@ import orjson
 
 from tunepipe.db import log_queries
 from tunepipe.db.database import Database
-from tunepipe.db.log_writer import MAX_METADATA_VALUE_BYTES, LogWriter
+from tunepipe.db.log_rows import MAX_METADATA_VALUE_BYTES
+from tunepipe.db.log_writer import LogWriter
 from tunepipe.domain.clock import now_ms
 from tunepipe.domain.labels import merge_labels, normalise_tags
 from tunepipe.domain.logs import LogFilter, LoggedCall

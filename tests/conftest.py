@@ -7,6 +7,7 @@ schema of its own per test session, so concurrent runs on one server never meet.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -176,6 +177,25 @@ def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[s
     if database_url:
         env["TUNEPIPE_DATABASE_URL"] = database_url
     return env
+
+
+@contextlib.contextmanager
+def own_gateway(fake: FakeProvider, home: Path, **settings: str) -> Iterator[Gateway]:
+    """A ``tunepipe serve`` of the caller's own (SQLite, under ``home``, the default project's
+    key known), with extra environment ``settings``: for tests that must not share, or change,
+    the session's servers."""
+    env = base_env(home, fake, None)
+    env.update(settings)
+    env["TUNEPIPE_API_KEY"] = key = f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
+    gw = Gateway(backend="sqlite", root="", key=key, read_only_key="", env=env, home=home)
+    port = free_port()
+    gw.root = f"http://127.0.0.1:{port}"
+    gw.process = _start(env, port)
+    try:
+        yield gw
+    finally:
+        gw.process.terminate()
+        gw.process.wait(30)
 
 
 @pytest.fixture(scope="session")

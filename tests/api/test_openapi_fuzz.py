@@ -30,7 +30,6 @@ Operations fuzzed with fewer guarantees, and why:
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,7 +47,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import FakeProvider, Gateway, _start, base_env, free_port
+from conftest import FakeProvider, Gateway, own_gateway
 
 EXAMPLES = 3  # per operation, generation mode and set of path parameters
 PREFIX = "/v1"
@@ -58,18 +57,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def fuzzed(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    home = tmp_path_factory.mktemp("fuzzed")
-    env = base_env(home, fake_provider, None)
-    env["TUNEPIPE_API_KEY"] = key = f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
-    gw = Gateway(backend="sqlite", root="", key=key, read_only_key="", env=env, home=home)
-    port = free_port()
-    gw.root = f"http://127.0.0.1:{port}"
-    gw.process = _start(env, port)
-    try:
+    with own_gateway(fake_provider, tmp_path_factory.mktemp("fuzzed")) as gw:
         yield gw
-    finally:
-        gw.process.terminate()
-        gw.process.wait(30)
 
 
 def _seed(gw: Gateway) -> dict[str, dict[str, str]]:

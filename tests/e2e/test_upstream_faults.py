@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import FakeProvider, Gateway, _start, base_env, free_port
+from conftest import FakeProvider, Gateway, _start, base_env, free_port, own_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +27,8 @@ READ_TIMEOUT_S = 1.0
 @pytest.fixture(scope="module")
 def impatient(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     home = tmp_path_factory.mktemp("faults")
-    env = base_env(home, fake_provider, None)
-    env["TUNEPIPE_UPSTREAM_TIMEOUT_S"] = str(READ_TIMEOUT_S)
-    env["TUNEPIPE_API_KEY"] = key = f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
-    gw = Gateway(backend="sqlite", root="", key=key, read_only_key="", env=env, home=home)
-    port = free_port()
-    gw.root = f"http://127.0.0.1:{port}"
-    gw.process = _start(env, port)
-    try:
+    with own_gateway(fake_provider, home, TUNEPIPE_UPSTREAM_TIMEOUT_S=str(READ_TIMEOUT_S)) as gw:
         yield gw
-    finally:
-        gw.process.terminate()
-        gw.process.wait(30)
 
 
 def _log(gw: Gateway, marker: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ Defaults follow OpenPipe's 2024 trainer (spec F): LoRA r 8, alpha 16, dropout 0.
 effective batch of 8, and ``epochs = clamp(round(10,000 / training rows), 1, 10)`` — which here
 is only the upper bound: when the caller sets no ``num_epochs`` (and the dataset can spare a
 validation slice), training stops early once the loss on rows held out from TRAIN stops
-improving (:data:`EARLY_STOPPING`; ``tunepipe.training.early_stopping``). Epochs the caller sets
+improving, after a cool-down on every row (:data:`EARLY_STOPPING`;
+``tunepipe.training.early_stopping``). Epochs the caller sets
 are trained in full. Preference
 tuning (DPO, after SFT) defaults to one epoch at 5e-5 with beta 0.1; ``adapter_weight`` — which
 OpenPipe never documented — weighs the SFT term tunepipe adds to the DPO loss (it keeps DPO from
@@ -172,6 +173,8 @@ EARLY_STOPPING = {
     "patience": 2,
     "min_improvement": 0.1,
     "cooldown_share": 0.2,
+    "cooldown_min_epochs": 1.0,
+    "cooldown_shape": "cosine",
     "good_loss": 0.02,
 }
 MIN_ROWS_FOR_EARLY_STOPPING = 40  # ten validation rows' worth of the minimum: below it, no slice

@@ -36,12 +36,14 @@ class EarlyStopping(_Strict):
     """Stop SFT once the loss on rows held out from training stops improving.
 
     ``validation_share`` of the rows (at least ``min_validation_rows``, at most
-    ``max_validation_rows``) are set aside, chosen with the job's seed, and never trained on.
-    Their loss is measured ``evals_per_epoch`` times an epoch; an evaluation that does not beat
-    the best so far by ``min_improvement`` (a share of it) counts against ``patience``, and when
-    patience runs out (or the loss is down to ``good_loss``) the learning rate decays to zero over
-    ``cooldown_share`` of the steps trained so far, training stops, and the adapter keeps its best
-    evaluation's weights.
+    ``max_validation_rows``) are set aside, chosen with the job's seed, and not trained on in the
+    first phase. Their loss is measured ``evals_per_epoch`` times an epoch; an evaluation that
+    does not beat the best so far by ``min_improvement`` (a share of it) counts against
+    ``patience``, and when patience runs out (or the loss is down to ``good_loss``) the first
+    phase ends, the adapter goes back to its best evaluation's weights, and a cool-down on every
+    row (held-out ones included, repeated for the epochs they missed) takes the learning rate to
+    zero along ``cooldown_shape`` over ``cooldown_share`` of the steps trained so far, and at
+    least ``cooldown_min_epochs`` passes over those rows.
     ``num_epochs`` stays the upper bound.
     """
 
@@ -52,6 +54,8 @@ class EarlyStopping(_Strict):
     patience: PositiveInt = 2
     min_improvement: float = Field(default=0.1, ge=0, lt=1)
     cooldown_share: float = Field(default=0.2, ge=0, le=1)
+    cooldown_min_epochs: float = Field(default=1.0, ge=0)
+    cooldown_shape: Literal["cosine", "linear"] = "cosine"
     good_loss: float = Field(default=0.02, ge=0)
 
 

@@ -33,6 +33,14 @@ class ProgressCallback(TrainerCallback):
         self.tokens = 0
         self.steps = 0
         self._started = time.perf_counter()
+        self._begun = False
+        self._step0 = 0  # steps and epochs trained by an earlier trainer of the same stage
+        self._epoch0 = 0.0
+
+    def continue_from(self, step: int, epoch: float, rows: int) -> None:
+        """The next trainer goes on with this stage (an early-stopped run's cool-down): its steps
+        and epochs count on from ``step`` and ``epoch``, over ``rows`` rows."""
+        self._step0, self._epoch0, self.rows = step, epoch, rows
 
     @property
     def elapsed(self) -> float:
@@ -41,6 +49,9 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if self._begun:
+            return
+        self._begun = True
         self._started = time.perf_counter()
         self.events.emit(
             {"event": "start", "stage": self.stage, "total_steps": state.max_steps, "rows": self.rows}
@@ -59,16 +70,16 @@ class ProgressCallback(TrainerCallback):
                 {
                     "event": "progress",
                     "stage": self.stage,
-                    "step": state.global_step,
-                    "total_steps": state.max_steps,
+                    "step": self._step0 + state.global_step,
+                    "total_steps": self._step0 + state.max_steps,
                     "eval_loss": float(logs["eval_loss"]),
-                    "epoch": float(logs.get("epoch", state.epoch or 0.0)),
+                    "epoch": self._epoch0 + float(logs.get("epoch", state.epoch or 0.0)),
                 }
             )
             return
         if not logs or "loss" not in logs:  # the end-of-training summary has train_loss instead
             return
-        step, total = state.global_step, state.max_steps
+        step, total = self._step0 + state.global_step, self._step0 + state.max_steps
         elapsed = self.elapsed
         self.steps = step
         if "num_tokens" in logs:  # TRL's count, where its own loss runs (DPO)
@@ -83,7 +94,7 @@ class ProgressCallback(TrainerCallback):
             "total_steps": total,
             "loss": loss,
             "learning_rate": float(logs.get("learning_rate", 0.0)),
-            "epoch": float(logs.get("epoch", state.epoch or 0.0)),
+            "epoch": self._epoch0 + float(logs.get("epoch", state.epoch or 0.0)),
             "eta_s": round(elapsed / step * (total - step), 1) if step else None,
             "tokens_per_s": round(self.tokens / elapsed, 1) if elapsed > 0 else None,
         }

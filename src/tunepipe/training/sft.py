@@ -15,7 +15,9 @@ block mask whose memory grows the same way.
 
 With early stopping on (the default when the caller set no epochs: see
 :mod:`tunepipe.training.early_stopping`), a seeded slice of the rows is held out and evaluated a
-few times an epoch, and the adapter ends at its best evaluation.
+few times an epoch; when its loss levels off, a second trainer goes on from the best
+evaluation's weights with the same optimizer and cools the learning rate down to zero on every
+row, the held-out ones included.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from typing import Any
 from transformers import Trainer
 from trl import SFTConfig, SFTTrainer
 
-from tunepipe.training.config import TrainingConfig
-from tunepipe.training.early_stopping import ValidationStop, split_validation
+from tunepipe.training.config import EarlyStopping, TrainingConfig
+from tunepipe.training.early_stopping import Cooldown, ValidationStop, cooldown_schedule, split_validation
 from tunepipe.training.events import EventLog
 from tunepipe.training.progress import ProgressCallback
 from tunepipe.training.runtime import Runtime, batch_split, shared_args, warmup
@@ -73,6 +75,7 @@ class SftResult:
     progress: ProgressCallback  # the stage's losses and timing
     stop: ValidationStop | None  # early stopping's record, when it was on
     validation_rows: int
+    cooldown: Cooldown | None = None  # the second phase of an early-stopped run
 
 
 def run_sft(
@@ -98,7 +101,7 @@ def run_sft(
             "per_device_eval_batch_size": micro,
             "prediction_loss_only": True,
         }
-    args = SFTConfig(
+    common = {
         **shared_args(
             config,
             runtime,
@@ -107,19 +110,26 @@ def run_sft(
             learning_rate=settings.learning_rate,
             num_epochs=settings.num_epochs,
         ),
+        # Lengths were checked against max_seq_len when the rows were tokenized.
+        "max_length": None,
+        "padding_free": False,
+        "packing": False,
+        "train_sampling_strategy": "group_by_length",
+        "completion_only_loss": False,  # the labels already carry the mask
+        "dataset_num_proc": None,
+    }
+    args = SFTConfig(
+        **common,
         **evaluation,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=warmup(settings.warmup_ratio),
-        # Lengths were checked against max_seq_len when the rows were tokenized.
-        max_length=None,
-        padding_free=False,
-        packing=False,
-        train_sampling_strategy="group_by_length",
-        completion_only_loss=False,  # the labels already carry the mask
-        dataset_num_proc=None,
     )
     progress = ProgressCallback(events, "sft", len(train))
-    stop = ValidationStop(early, evaluation["eval_steps"]) if early and validation else None
+    stop = None
+    if early and validation:
+        stop = ValidationStop(
+            early, evaluation["eval_steps"], len(train), len(validation), settings.batch_size
+        )
     trainer = _ModelLossSFTTrainer(
         model=model,
         args=args,
@@ -130,10 +140,42 @@ def run_sft(
     )
     trainer.progress = progress
     trainer.train()
-    if stop is not None:
-        if not stop.stopped_early and (
-            not stop.history or stop.history[-1].step != trainer.state.global_step
-        ):
-            trainer.evaluate()  # the weights after the last evaluation count too
+    cooldown = None
+    if stop is not None and stop.decided_at is not None and stop.decided_epoch is not None:
         stop.restore_best(model)
-    return SftResult(progress, stop, len(validation))
+        steps = stop.cooldown_steps(stop.decided_at, stop.decided_epoch)
+        if steps > 0:
+            rows = train + validation * stop.catch_up(stop.decided_epoch)
+            cooldown = _cool_down(trainer, model, tokenizer, progress, rows, steps, common, stop.settings)
+    return SftResult(progress, stop, len(validation), cooldown)
+
+
+def _cool_down(
+    trainer: _ModelLossSFTTrainer,
+    model: Any,
+    tokenizer: Any,
+    progress: ProgressCallback,
+    rows: list[dict[str, list[int]]],
+    steps: int,
+    common: dict[str, Any],
+    settings: EarlyStopping,
+) -> Cooldown:
+    """The second phase of an early-stopped run: ``steps`` more steps on ``rows`` (every row, the
+    held-out ones repeated to catch up: their work of choosing the stop is done), with the
+    learning rate falling from where the first phase left it to zero. The optimizer's state
+    carries over."""
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
+    schedule = cooldown_schedule(optimizer, trainer.lr_scheduler, steps, settings.cooldown_shape)
+    progress.continue_from(trainer.state.global_step, float(trainer.state.epoch or 0.0), len(rows))
+    second = _ModelLossSFTTrainer(
+        model=model,
+        args=SFTConfig(**{**common, "max_steps": steps}),
+        train_dataset=sft_dataset(rows),
+        processing_class=tokenizer,
+        callbacks=[progress],
+        optimizers=(optimizer, schedule),
+    )
+    second.progress = progress
+    second.train()
+    batch = common["per_device_train_batch_size"] * common["gradient_accumulation_steps"]
+    return Cooldown(steps, len(rows), steps / math.ceil(len(rows) / batch))

@@ -200,7 +200,7 @@ class ValidationStop(TrainerCallback):
         if best is not None:
             before = [loss for step, loss in train_losses if step <= best.step]
             train_at_best = before[-1] if before else None
-        epochs = self.decided_epoch if self.decided_epoch is not None else None
+        epochs = self.decided_epoch
         if epochs is not None and cooldown is not None:
             epochs += cooldown.epochs
         return {
@@ -237,21 +237,20 @@ def cooldown_schedule(optimizer: Any, scheduler: Any, steps: int, shape: str) ->
     lambdas = getattr(inner, "lr_lambdas", None)
     step = int(getattr(inner, "last_epoch", 0))
     factors = [float(f(step)) for f in lambdas] if lambdas else [1.0] * len(optimizer.param_groups)
-    return LambdaLR(optimizer, [_Decay(f, 0, steps, shape) for f in factors])
+    return LambdaLR(optimizer, [_Decay(f, steps, shape) for f in factors])
 
 
 @dataclass(frozen=True, slots=True)
 class _Decay:
-    """A learning-rate factor falling from ``factor`` at ``start`` to 0 at ``end``, along a
+    """A learning-rate factor falling from ``factor`` at step 0 to 0 at ``steps``, along a
     straight line or half a cosine wave."""
 
     factor: float
-    start: int
-    end: int
+    steps: int
     shape: str = "cosine"
 
     def __call__(self, step: int) -> float:
-        done = min(1.0, max(0.0, (step - self.start) / max(1, self.end - self.start)))
+        done = min(1.0, max(0.0, step / max(1, self.steps)))
         if self.shape == "linear":
             return self.factor * (1.0 - done)
         return self.factor * 0.5 * (1.0 + math.cos(math.pi * done))

@@ -179,6 +179,33 @@ def base_env(home: Path, fake: FakeProvider, database_url: str | None) -> dict[s
     return env
 
 
+def people_entries(people: list[tuple[str, int, str]], split: str = "TEST") -> list[dict[str, Any]]:
+    """Dataset entries of the extraction task for ``(name, age, city)`` people, answered right."""
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "Extract name, age and city as JSON."},
+                {"role": "user", "content": f"{n} is {age} and lives in {city}."},
+                {"role": "assistant", "content": json.dumps({"name": n, "age": age, "city": city})},
+            ],
+            "split": split,
+        }
+        for n, age, city in people
+    ]
+
+
+def _serving(gw: Gateway) -> Iterator[Gateway]:
+    """Run ``tunepipe serve`` for ``gw`` on a free port while the caller holds it."""
+    port = free_port()
+    gw.root = f"http://127.0.0.1:{port}"
+    gw.process = _start(gw.env, port)
+    try:
+        yield gw
+    finally:
+        gw.process.terminate()
+        gw.process.wait(30)
+
+
 @contextlib.contextmanager
 def own_gateway(fake: FakeProvider, home: Path, **settings: str) -> Iterator[Gateway]:
     """A ``tunepipe serve`` of the caller's own (SQLite, under ``home``, the default project's
@@ -188,14 +215,7 @@ def own_gateway(fake: FakeProvider, home: Path, **settings: str) -> Iterator[Gat
     env.update(settings)
     env["TUNEPIPE_API_KEY"] = key = f"opk_{uuid.uuid4().hex}{uuid.uuid4().hex[:10]}"
     gw = Gateway(backend="sqlite", root="", key=key, read_only_key="", env=env, home=home)
-    port = free_port()
-    gw.root = f"http://127.0.0.1:{port}"
-    gw.process = _start(env, port)
-    try:
-        yield gw
-    finally:
-        gw.process.terminate()
-        gw.process.wait(30)
+    yield from _serving(gw)
 
 
 @pytest.fixture(scope="session")
@@ -256,11 +276,4 @@ def gateway(
     if created.returncode != 0 or not KEY_RE.search(created.stdout):
         raise RuntimeError(created.stdout + created.stderr)
     gw.read_only_key = KEY_RE.search(created.stdout).group(0)  # type: ignore[union-attr]
-    port = free_port()
-    gw.root = f"http://127.0.0.1:{port}"
-    gw.process = _start(env, port)
-    try:
-        yield gw
-    finally:
-        gw.process.terminate()
-        gw.process.wait(30)
+    yield from _serving(gw)

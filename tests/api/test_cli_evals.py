@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from conftest import Gateway
+from conftest import Gateway, people_entries
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -164,18 +164,7 @@ def extraction_dataset(gateway: Gateway) -> str:
     people = [("Maria", 34, "Lisbon"), ("João", 51, "Porto"), ("Ana", 27, "Braga"), ("Rui", 45, "Faro")]
     with gateway.http() as h:
         ds = h.post("/datasets", json={"name": f"people-{tag()}"}).json()["id"]
-        entries = [
-            {
-                "messages": [
-                    {"role": "system", "content": "Extract name, age and city as JSON."},
-                    {"role": "user", "content": f"{n} is {age} and lives in {city}."},
-                    {"role": "assistant", "content": json.dumps({"name": n, "age": age, "city": city})},
-                ],
-                "split": "TEST",
-            }
-            for n, age, city in people
-        ]
-        r = h.post(f"/datasets/{ds}/entries", json={"entries": entries})
+        r = h.post(f"/datasets/{ds}/entries", json={"entries": people_entries(people)})
         assert r.status_code == 200 and r.json()["entries_created"] == 4, r.text
     return str(ds)
 

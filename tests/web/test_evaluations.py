@@ -6,7 +6,6 @@ text, read-only keys, and tenancy."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from conftest import Gateway
+from conftest import Gateway, people_entries
 from web.conftest import SCREENSHOTS, XSS_IMG, post_with_cookie, session_cookie, sign_in
 
 pytestmark = pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)
@@ -31,18 +30,7 @@ def people_dataset(gateway: Gateway, key: str) -> tuple[str, str]:
     name = f"people-{uuid.uuid4().hex[:8]}"
     with gateway.http(key) as h:
         ds = h.post("/datasets", json={"name": name}).json()["id"]
-        entries = [
-            {
-                "messages": [
-                    {"role": "system", "content": "Extract name, age and city as JSON."},
-                    {"role": "user", "content": f"{n} is {age} and lives in {city}."},
-                    {"role": "assistant", "content": json.dumps({"name": n, "age": age, "city": city})},
-                ],
-                "split": "TEST",
-            }
-            for n, age, city in people
-        ]
-        r = h.post(f"/datasets/{ds}/entries", json={"entries": entries})
+        r = h.post(f"/datasets/{ds}/entries", json={"entries": people_entries(people)})
         assert r.status_code == 200 and r.json()["entries_created"] == 4, r.text
     return str(ds), name
 

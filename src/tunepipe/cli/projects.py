@@ -35,6 +35,10 @@ ConcurrencyOpt = Annotated[
         "--max-concurrency", min=0, help="Requests in flight at once (0: no limit).", show_default=False
     ),
 ]
+KeyProjectOpt = Annotated[
+    str | None,
+    typer.Option("--project", "-p", help="Look for the key in this project only (default: every project)."),
+]
 
 
 def limits_text(limits: KeyLimits | None) -> str:
@@ -114,12 +118,7 @@ def keys_create(
 @keys_app.command("limits")
 def keys_limits(
     key: Annotated[str, typer.Argument(help="The key's id or prefix, as `tunepipe keys list` shows them.")],
-    project: Annotated[
-        str | None,
-        typer.Option(
-            "--project", "-p", help="Look for the key in this project only (default: every project)."
-        ),
-    ] = None,
+    project: KeyProjectOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
     max_concurrency: ConcurrencyOpt = None,
@@ -145,12 +144,7 @@ def keys_limits(
 @keys_app.command("revoke")
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key's id or prefix, as `tunepipe keys list` shows them.")],
-    project: Annotated[
-        str | None,
-        typer.Option(
-            "--project", "-p", help="Look for the key in this project only (default: every project)."
-        ),
-    ] = None,
+    project: KeyProjectOpt = None,
 ) -> None:
     """Revoke a key: running servers refuse it from its next call."""
 

@@ -190,9 +190,7 @@ class ValidationStop(TrainerCallback):
                     p.copy_(self._best_weights[name].to(p.device))
         return True
 
-    def metrics(
-        self, train_losses: list[tuple[int, float]], validation_rows: int, cooldown: Cooldown | None
-    ) -> dict[str, Any]:
+    def metrics(self, train_losses: list[tuple[int, float]], cooldown: Cooldown | None) -> dict[str, Any]:
         """What the model records: the evaluation chosen, its validation loss and the training
         loss then, why and where the first phase ended, the cool-down, and every evaluation."""
         best = self.best
@@ -204,7 +202,7 @@ class ValidationStop(TrainerCallback):
         if epochs is not None and cooldown is not None:
             epochs += cooldown.epochs
         return {
-            "sft_validation_rows": validation_rows,
+            "sft_validation_rows": self.validation_rows,
             "sft_early_stopped": self.stopped_early,
             "sft_stop_reason": self.reason,
             "sft_best_step": best.step if best else None,

@@ -64,7 +64,7 @@ def run_job(job_dir: Path, events: EventLog) -> dict[str, Any]:
         sft = result.progress
         metrics.update(_stage_metrics("sft", sft))
         if result.stop is not None:
-            metrics.update(result.stop.metrics(sft.loss_steps, result.validation_rows, result.cooldown))
+            metrics.update(result.stop.metrics(sft.loss_steps, result.cooldown))
         metrics["train_tokens"] = examples.sft_tokens
         tokens, train_seconds = tokens + sft.tokens, train_seconds + sft.elapsed
     if config.dpo.enabled:

@@ -74,7 +74,6 @@ def sft_dataset(examples: list[dict[str, list[int]]]) -> Any:
 class SftResult:
     progress: ProgressCallback  # the stage's losses and timing
     stop: ValidationStop | None  # early stopping's record, when it was on
-    validation_rows: int
     cooldown: Cooldown | None = None  # the second phase of an early-stopped run
 
 
@@ -147,7 +146,7 @@ def run_sft(
         if steps > 0:
             rows = train + validation * stop.catch_up(stop.decided_epoch)
             cooldown = _cool_down(trainer, model, tokenizer, progress, rows, steps, common, stop.settings)
-    return SftResult(progress, stop, len(validation), cooldown)
+    return SftResult(progress, stop, cooldown)
 
 
 def _cool_down(
